@@ -1,0 +1,661 @@
+//! The durable metadata store, on redb: namespaces, per-namespace content records, leases.
+//!
+//! Each mutation is one redb write transaction (durable on commit). The rules — name syntax,
+//! label limits, update masks — come from `berth_core::metadata`; this module only keeps
+//! records. Blob bytes are shared by every namespace on disk; a namespace sees a blob only if it
+//! holds a content record for it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_core::metadata::{
+    apply_label_mask, validate_labels, validate_name, LabelError, Labels, NameError,
+};
+use berth_core::{Digest, Instant};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const NAMESPACES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("namespaces");
+const CONTENT: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("content");
+const LEASES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("leases");
+const LEASE_RESOURCES: TableDefinition<'_, (&str, &str, &str, &str), ()> =
+    TableDefinition::new("lease_resources");
+
+/// A metadata error, with the facts a caller needs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("{0}: not found")]
+    NotFound(String),
+    /// The object exists already.
+    #[error("{0}: already exists")]
+    AlreadyExists(String),
+    /// The operation is not allowed in the object's current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A name is invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// Labels or an update mask are invalid.
+    #[error(transparent)]
+    Labels(#[from] LabelError),
+    /// The database failed.
+    #[error("metadata database: {0}")]
+    Db(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    serde_json::Error
+);
+
+/// Result of a store call.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NamespaceRecord {
+    /// Its labels.
+    pub labels: Labels,
+}
+
+/// A namespace's record of a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRecord {
+    /// The blob's size.
+    pub size: u64,
+    /// When the namespace first got it.
+    pub created_at: Instant,
+    /// Last label change.
+    pub updated_at: Instant,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// A lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Creation time.
+    pub created_at: Instant,
+    /// Labels (e.g. `containerd.io/gc.expire`).
+    pub labels: Labels,
+}
+
+/// A resource held by a lease: `(type, id)`, e.g. `("content", "sha256:…")`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LeaseResource {
+    /// `content`, `ingests` or `snapshots/<snapshotter>`.
+    pub kind: String,
+    /// The resource's id.
+    pub id: String,
+}
+
+/// What a content delete left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentDeleted {
+    /// Another namespace still has a record of the blob, so its bytes must stay.
+    pub still_referenced: bool,
+}
+
+/// The metadata store. Cloning shares the database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+fn ensure_ns(tx: &redb::WriteTransaction, ns: &str) -> Result<bool> {
+    validate_name(ns)?;
+    let mut t = tx.open_table(NAMESPACES)?;
+    if t.get(ns)?.is_some() {
+        return Ok(false);
+    }
+    t.insert(
+        ns,
+        serde_json::to_vec(&NamespaceRecord::default())?.as_slice(),
+    )?;
+    Ok(true)
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(NAMESPACES)?;
+        tx.open_table(CONTENT)?;
+        tx.open_table(LEASES)?;
+        tx.open_table(LEASE_RESOURCES)?;
+        tx.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    // ---- namespaces ------------------------------------------------------------------------
+
+    /// Creates a namespace. AlreadyExists if it exists.
+    pub fn namespace_create(&self, name: &str, labels: &Labels) -> Result<()> {
+        validate_name(name)?;
+        validate_labels(labels)?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(NAMESPACES)?;
+            if t.get(name)?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("namespace {name:?}")));
+            }
+            let rec = NamespaceRecord {
+                labels: labels.clone(),
+            };
+            t.insert(name, serde_json::to_vec(&rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Creates the namespace if missing (implicit creation). Returns true if it was created.
+    pub fn namespace_ensure(&self, name: &str) -> Result<bool> {
+        if self.namespace_get(name)?.is_some() {
+            return Ok(false);
+        }
+        let tx = self.db.begin_write()?;
+        let created = ensure_ns(&tx, name)?;
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// A namespace's labels, or `None` if it does not exist.
+    pub fn namespace_get(&self, name: &str) -> Result<Option<Labels>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NAMESPACES)?;
+        Ok(match t.get(name)? {
+            Some(v) => Some(serde_json::from_slice::<NamespaceRecord>(v.value())?.labels),
+            None => None,
+        })
+    }
+
+    /// Every namespace, sorted by name.
+    pub fn namespace_list(&self) -> Result<Vec<(String, Labels)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NAMESPACES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((
+                k.value().to_string(),
+                serde_json::from_slice::<NamespaceRecord>(v.value())?.labels,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Updates a namespace's labels through an update mask. NotFound if it does not exist.
+    pub fn namespace_update(
+        &self,
+        name: &str,
+        labels: &Labels,
+        paths: &[String],
+    ) -> Result<Labels> {
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut t = tx.open_table(NAMESPACES)?;
+            let cur = match t.get(name)? {
+                Some(v) => serde_json::from_slice::<NamespaceRecord>(v.value())?,
+                None => return Err(StoreError::NotFound(format!("namespace {name:?}"))),
+            };
+            let labels = apply_label_mask(&cur.labels, labels, paths, |_| false)?;
+            t.insert(
+                name,
+                serde_json::to_vec(&NamespaceRecord {
+                    labels: labels.clone(),
+                })?
+                .as_slice(),
+            )?;
+            labels
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Deletes an empty namespace (its leases go with it). NotFound if missing;
+    /// FailedPrecondition if it still holds blobs.
+    pub fn namespace_delete(&self, name: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(NAMESPACES)?;
+            if t.get(name)?.is_none() {
+                return Err(StoreError::NotFound(format!("namespace {name:?}")));
+            }
+            let content = tx.open_table(CONTENT)?;
+            let has_blobs = content
+                .range((name, "")..)?
+                .next()
+                .transpose()?
+                .is_some_and(|(k, _)| k.value().0 == name);
+            if has_blobs {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "namespace {name:?} must be empty, but it still has blobs"
+                )));
+            }
+            t.remove(name)?;
+            let mut leases = tx.open_table(LEASES)?;
+            let ids: Vec<String> = leases
+                .range((name, "")..)?
+                .map_while(|r| {
+                    r.ok()
+                        .filter(|(k, _)| k.value().0 == name)
+                        .map(|(k, _)| k.value().1.to_string())
+                })
+                .collect();
+            let mut res = tx.open_table(LEASE_RESOURCES)?;
+            for id in ids {
+                leases.remove((name, id.as_str()))?;
+                remove_lease_resources(&mut res, name, &id)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- content ---------------------------------------------------------------------------
+
+    /// A namespace's record of a blob.
+    pub fn content_get(&self, ns: &str, digest: &Digest) -> Result<Option<ContentRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CONTENT)?;
+        let key = digest.to_string();
+        Ok(match t.get((ns, key.as_str()))? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Every blob record of a namespace, sorted by digest.
+    pub fn content_list(&self, ns: &str) -> Result<Vec<(Digest, ContentRecord)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CONTENT)?;
+        let mut out = Vec::new();
+        for row in t.range((ns, "")..)? {
+            let (k, v) = row?;
+            let (kns, d) = k.value();
+            if kns != ns {
+                break;
+            }
+            let digest = Digest::parse(d)
+                .map_err(|e| StoreError::Db(format!("bad digest key {d:?}: {e}")))?;
+            out.push((digest, serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Records that `ns` has the blob `digest` (creating the namespace if needed) and, under a
+    /// lease, adds it to the lease. Returns false if the record already existed (labels are then
+    /// left as they were).
+    pub fn content_add(
+        &self,
+        ns: &str,
+        digest: &Digest,
+        size: u64,
+        labels: &Labels,
+        lease: Option<&str>,
+        now: Instant,
+    ) -> Result<bool> {
+        validate_labels(labels)?;
+        let key = digest.to_string();
+        let tx = self.db.begin_write()?;
+        ensure_ns(&tx, ns)?;
+        let created = {
+            let mut t = tx.open_table(CONTENT)?;
+            if t.get((ns, key.as_str()))?.is_some() {
+                false
+            } else {
+                let rec = ContentRecord {
+                    size,
+                    created_at: now,
+                    updated_at: now,
+                    labels: labels.clone(),
+                };
+                t.insert((ns, key.as_str()), serde_json::to_vec(&rec)?.as_slice())?;
+                true
+            }
+        };
+        if let Some(lease) = lease {
+            add_resource(&tx, ns, lease, "content", &key)?;
+        }
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// Updates a blob record's labels through an update mask (`labels`, `labels.<key>`; no mask
+    /// replaces all labels). NotFound if the namespace has no such blob.
+    pub fn content_update(
+        &self,
+        ns: &str,
+        digest: &Digest,
+        labels: &Labels,
+        paths: &[String],
+        now: Instant,
+    ) -> Result<ContentRecord> {
+        let key = digest.to_string();
+        let tx = self.db.begin_write()?;
+        let rec = {
+            let mut t = tx.open_table(CONTENT)?;
+            let mut rec: ContentRecord = match t.get((ns, key.as_str()))? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => return Err(StoreError::NotFound(format!("content {key}"))),
+            };
+            rec.labels = apply_label_mask(&rec.labels, labels, paths, |_| false)?;
+            rec.updated_at = now;
+            t.insert((ns, key.as_str()), serde_json::to_vec(&rec)?.as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// Deletes a namespace's record of a blob. NotFound if it has none.
+    pub fn content_delete(&self, ns: &str, digest: &Digest) -> Result<ContentDeleted> {
+        let key = digest.to_string();
+        let tx = self.db.begin_write()?;
+        let still_referenced = {
+            let mut t = tx.open_table(CONTENT)?;
+            if t.remove((ns, key.as_str()))?.is_none() {
+                return Err(StoreError::NotFound(format!("content {key}")));
+            }
+            let mut referenced = false;
+            for row in t.iter()? {
+                let (k, _) = row?;
+                if k.value().1 == key {
+                    referenced = true;
+                    break;
+                }
+            }
+            referenced
+        };
+        tx.commit()?;
+        Ok(ContentDeleted { still_referenced })
+    }
+
+    // ---- leases ----------------------------------------------------------------------------
+
+    /// Creates a lease. AlreadyExists on a duplicate id.
+    pub fn lease_create(
+        &self,
+        ns: &str,
+        id: &str,
+        labels: &Labels,
+        now: Instant,
+    ) -> Result<LeaseRecord> {
+        if id.is_empty() {
+            return Err(StoreError::FailedPrecondition(
+                "lease id must not be empty".into(),
+            ));
+        }
+        validate_labels(labels)?;
+        let tx = self.db.begin_write()?;
+        ensure_ns(&tx, ns)?;
+        let rec = {
+            let mut t = tx.open_table(LEASES)?;
+            if t.get((ns, id))?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("lease {id:?}")));
+            }
+            let rec = LeaseRecord {
+                created_at: now,
+                labels: labels.clone(),
+            };
+            t.insert((ns, id), serde_json::to_vec(&rec)?.as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// A lease, or `None`.
+    pub fn lease_get(&self, ns: &str, id: &str) -> Result<Option<LeaseRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LEASES)?;
+        Ok(match t.get((ns, id))? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// A namespace's leases, sorted by id.
+    pub fn lease_list(&self, ns: &str) -> Result<Vec<(String, LeaseRecord)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LEASES)?;
+        let mut out = Vec::new();
+        for row in t.range((ns, "")..)? {
+            let (k, v) = row?;
+            let (kns, id) = k.value();
+            if kns != ns {
+                break;
+            }
+            out.push((id.to_string(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a lease and its resource list. NotFound if missing.
+    pub fn lease_delete(&self, ns: &str, id: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(LEASES)?;
+            if t.remove((ns, id))?.is_none() {
+                return Err(StoreError::NotFound(format!("lease {id:?}")));
+            }
+            let mut res = tx.open_table(LEASE_RESOURCES)?;
+            remove_lease_resources(&mut res, ns, id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds a resource to a lease. NotFound if the lease is missing.
+    pub fn lease_add_resource(&self, ns: &str, id: &str, r: &LeaseResource) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        add_resource(&tx, ns, id, &r.kind, &r.id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a resource from a lease. NotFound if the lease is missing.
+    pub fn lease_delete_resource(&self, ns: &str, id: &str, r: &LeaseResource) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            if tx.open_table(LEASES)?.get((ns, id))?.is_none() {
+                return Err(StoreError::NotFound(format!("lease {id:?}")));
+            }
+            tx.open_table(LEASE_RESOURCES)?
+                .remove((ns, id, r.kind.as_str(), r.id.as_str()))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The resources of a lease. NotFound if the lease is missing.
+    pub fn lease_resources(&self, ns: &str, id: &str) -> Result<Vec<LeaseResource>> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(LEASES)?.get((ns, id))?.is_none() {
+            return Err(StoreError::NotFound(format!("lease {id:?}")));
+        }
+        let t = tx.open_table(LEASE_RESOURCES)?;
+        let mut out = Vec::new();
+        for row in t.range((ns, id, "", "")..)? {
+            let (k, _) = row?;
+            let (kns, kid, kind, rid) = k.value();
+            if kns != ns || kid != id {
+                break;
+            }
+            out.push(LeaseResource {
+                kind: kind.to_string(),
+                id: rid.to_string(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn add_resource(
+    tx: &redb::WriteTransaction,
+    ns: &str,
+    lease: &str,
+    kind: &str,
+    id: &str,
+) -> Result<()> {
+    if tx.open_table(LEASES)?.get((ns, lease))?.is_none() {
+        return Err(StoreError::NotFound(format!(
+            "lease {lease:?} does not exist"
+        )));
+    }
+    tx.open_table(LEASE_RESOURCES)?
+        .insert((ns, lease, kind, id), ())?;
+    Ok(())
+}
+
+fn remove_lease_resources(
+    t: &mut redb::Table<'_, (&str, &str, &str, &str), ()>,
+    ns: &str,
+    id: &str,
+) -> Result<()> {
+    let keys: Vec<(String, String)> = t
+        .range((ns, id, "", "")..)?
+        .map_while(|r| {
+            r.ok().and_then(|(k, _)| {
+                let (a, b, c, d) = k.value();
+                (a == ns && b == id).then(|| (c.to_string(), d.to_string()))
+            })
+        })
+        .collect();
+    for (kind, rid) in keys {
+        t.remove((ns, id, kind.as_str(), rid.as_str()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("m.redb")).unwrap();
+        (dir, s)
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn namespaces_follow_containerd_rules() {
+        let (_d, s) = store();
+        s.namespace_create("a", &labels(&[("x", "1")])).unwrap();
+        assert!(matches!(
+            s.namespace_create("a", &Labels::new()),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            s.namespace_create("bad name", &Labels::new()),
+            Err(StoreError::Name(_))
+        ));
+        let l = s
+            .namespace_update("a", &labels(&[("y", "2")]), &["labels.y".into()])
+            .unwrap();
+        assert_eq!(l, labels(&[("x", "1"), ("y", "2")]));
+        assert!(s.namespace_get("nope").unwrap().is_none());
+        let d = Digest::sha256(b"x");
+        s.content_add("a", &d, 1, &Labels::new(), None, Instant(1))
+            .unwrap();
+        assert!(matches!(
+            s.namespace_delete("a"),
+            Err(StoreError::FailedPrecondition(_))
+        ));
+        s.content_delete("a", &d).unwrap();
+        s.namespace_delete("a").unwrap();
+        assert!(matches!(
+            s.namespace_delete("a"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn content_is_per_namespace_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        let d = Digest::sha256(b"blob");
+        {
+            let s = Store::open(&path).unwrap();
+            assert!(s
+                .content_add("a", &d, 4, &Labels::new(), None, Instant(1))
+                .unwrap());
+            assert!(!s
+                .content_add("a", &d, 4, &Labels::new(), None, Instant(2))
+                .unwrap());
+            assert!(s
+                .content_add("b", &d, 4, &Labels::new(), None, Instant(3))
+                .unwrap());
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.content_list("a").unwrap().len(), 1);
+        assert!(s.content_get("c", &d).unwrap().is_none());
+        assert!(s.content_delete("a", &d).unwrap().still_referenced);
+        assert!(!s.content_delete("b", &d).unwrap().still_referenced);
+        assert!(matches!(
+            s.content_delete("b", &d),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn leases_hold_resources() {
+        let (_d, s) = store();
+        s.lease_create("ns", "l1", &Labels::new(), Instant(5))
+            .unwrap();
+        assert!(matches!(
+            s.lease_create("ns", "l1", &Labels::new(), Instant(5)),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        let d = Digest::sha256(b"q");
+        s.content_add("ns", &d, 1, &Labels::new(), Some("l1"), Instant(6))
+            .unwrap();
+        assert!(matches!(
+            s.content_add("ns", &d, 1, &Labels::new(), Some("nope"), Instant(6)),
+            Err(StoreError::NotFound(_))
+        ));
+        let r = LeaseResource {
+            kind: "ingests".into(),
+            id: "ref-1".into(),
+        };
+        s.lease_add_resource("ns", "l1", &r).unwrap();
+        assert_eq!(s.lease_resources("ns", "l1").unwrap().len(), 2);
+        s.lease_delete_resource("ns", "l1", &r).unwrap();
+        assert_eq!(
+            s.lease_resources("ns", "l1").unwrap(),
+            vec![LeaseResource {
+                kind: "content".into(),
+                id: d.to_string()
+            }]
+        );
+        s.lease_delete("ns", "l1").unwrap();
+        assert!(matches!(
+            s.lease_resources("ns", "l1"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
