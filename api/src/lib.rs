@@ -1,1 +1,69 @@
-//! placeholder
+//! # berth-api: the wire
+//!
+//! containerd's gRPC API (1.6, wire-compatible with 2.x for these services), generated from the
+//! protos in `proto/` (field numbers as containerd's), and [`transport`]: gRPC over hyper's
+//! HTTP/2 on smol, for the daemon and the CLI, with no tokio runtime.
+#![deny(missing_docs)]
+
+pub mod any;
+pub mod transport;
+
+/// Generated code carries no docs of its own.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod generated {
+    pub mod google {
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+    }
+    pub mod containerd {
+        pub mod types {
+            tonic::include_proto!("containerd.types");
+        }
+        pub mod events {
+            tonic::include_proto!("containerd.events");
+        }
+        pub mod services {
+            pub mod version {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.version.v1");
+                }
+            }
+            pub mod introspection {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.introspection.v1");
+                }
+            }
+            pub mod namespaces {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.namespaces.v1");
+                }
+            }
+            pub mod content {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.content.v1");
+                }
+            }
+            pub mod leases {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.leases.v1");
+                }
+            }
+            pub mod events {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.events.v1");
+                }
+            }
+        }
+    }
+}
+
+pub use generated::containerd::{events, services, types};
+pub use generated::google::rpc;
+
+/// The gRPC header that names the namespace of a call.
+pub const NAMESPACE_HEADER: &str = "containerd-namespace";
+/// The gRPC header that names the lease of a call.
+pub const LEASE_HEADER: &str = "containerd-lease";
+/// Largest message either side sends or accepts (containerd's default).
+pub const MAX_MESSAGE_SIZE: usize = 16 << 20;

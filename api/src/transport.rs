@@ -1,0 +1,186 @@
+//! gRPC over hyper's HTTP/2 on smol: a router for the daemon and a channel for clients, on a
+//! UNIX socket. No tokio runtime runs; tonic provides only codegen and the codec.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::body::Incoming;
+use smol::Async;
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower_service::Service;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type Handler =
+    Box<dyn Fn(http::Request<Incoming>) -> BoxFuture<http::Response<Body>> + Send + Sync>;
+
+/// Spawns hyper's background tasks on smol's global executor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalExecutor;
+
+impl<F> hyper::rt::Executor<F> for GlobalExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        smol::spawn(fut).detach();
+    }
+}
+
+/// HTTP/2 flow-control window per stream: large enough for 1 MiB content writes in flight.
+pub const STREAM_WINDOW: u32 = 1 << 20;
+/// HTTP/2 flow-control window per connection.
+pub const CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// Routes `/<service>/<method>` to the generated tonic servers.
+#[derive(Default)]
+pub struct Router {
+    services: HashMap<&'static str, Handler>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a generated server (e.g. `ContentServer::new(svc)`).
+    #[must_use]
+    pub fn add<S>(mut self, svc: S) -> Self
+    where
+        S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let handler: Handler = Box::new(move |req| {
+            let mut svc = svc.clone();
+            Box::pin(async move {
+                match svc.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            })
+        });
+        self.services.insert(S::NAME, handler);
+        self
+    }
+
+    /// Dispatches one request; an unknown service answers `Unimplemented`.
+    pub fn call(&self, req: http::Request<Incoming>) -> BoxFuture<http::Response<Body>> {
+        let service = req
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        match self.services.get(service) {
+            Some(h) => h(req),
+            None => {
+                let status = tonic::Status::unimplemented(format!("unknown service {service}"));
+                Box::pin(std::future::ready(status.into_http()))
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until an accept fails fatally. Each connection runs as its own
+/// task on smol's global executor.
+pub async fn serve(listener: Async<UnixListener>, router: Arc<Router>) -> io::Result<()> {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(24 /* EMFILE */) | Some(23 /* ENFILE */)
+                ) =>
+            {
+                log::warn!("accept: {e}; retrying shortly");
+                smol::Timer::after(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let router = router.clone();
+        smol::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let fut = router.call(req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(GlobalExecutor)
+                .timer(SmolTimer::new())
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_frame_size(1 << 20)
+                .max_send_buf_size(1 << 20)
+                .serve_connection(FuturesIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                // clients such as ctr hang up without GOAWAY: that is normal
+                log::debug!("connection ended: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+/// A gRPC channel over one HTTP/2 connection on a UNIX socket, usable with every generated
+/// client (`XClient::with_origin(channel, origin())`).
+#[derive(Clone)]
+pub struct Channel {
+    send: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+/// The origin URI clients use (`http://localhost`, as grpc-go does for UNIX sockets).
+pub fn origin() -> http::Uri {
+    http::Uri::from_static("http://localhost")
+}
+
+/// Connects to the daemon socket at `path`.
+pub async fn connect(path: &Path) -> io::Result<Channel> {
+    let stream = Async::<UnixStream>::connect(path).await?;
+    let (send, conn) = hyper::client::conn::http2::Builder::new(GlobalExecutor)
+        .timer(SmolTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(1 << 20)
+        .handshake(FuturesIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    smol::spawn(async move {
+        if let Err(e) = conn.await {
+            log::debug!("client connection ended: {e}");
+        }
+    })
+    .detach();
+    Ok(Channel { send })
+}
+
+impl Service<http::Request<Body>> for Channel {
+    type Response = http::Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let fut = self.send.send_request(req);
+        Box::pin(fut)
+    }
+}

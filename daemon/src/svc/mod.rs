@@ -1,0 +1,49 @@
+//! The gRPC services, one module each.
+
+pub mod content;
+pub mod events;
+pub mod introspection;
+pub mod leases;
+pub mod namespaces;
+pub mod version;
+
+use std::sync::Arc;
+
+use berth_api::transport::Router;
+use berth_api::MAX_MESSAGE_SIZE;
+
+use crate::state::Daemon;
+
+/// Every service, with containerd's 16 MiB message limits.
+pub fn router(d: Arc<Daemon>) -> Router {
+    use berth_api::services as api;
+    macro_rules! limits {
+        ($s:expr) => {
+            $s.max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE)
+        };
+    }
+    Router::new()
+        .add(limits!(
+            api::version::v1::version_server::VersionServer::new(version::Service)
+        ))
+        .add(limits!(
+            api::introspection::v1::introspection_server::IntrospectionServer::new(
+                introspection::Service(d.clone())
+            )
+        ))
+        .add(limits!(
+            api::namespaces::v1::namespaces_server::NamespacesServer::new(namespaces::Service(
+                d.clone()
+            ))
+        ))
+        .add(limits!(
+            api::content::v1::content_server::ContentServer::new(content::Service(d.clone()))
+        ))
+        .add(limits!(api::leases::v1::leases_server::LeasesServer::new(
+            leases::Service(d.clone())
+        )))
+        .add(limits!(api::events::v1::events_server::EventsServer::new(
+            events::Service(d)
+        )))
+}
