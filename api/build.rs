@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "containerd/services/content/v1/content.proto",
         "containerd/services/leases/v1/leases.proto",
         "containerd/services/events/v1/events.proto",
+        "containerd/services/images/v1/images.proto",
         "containerd/events/events.proto",
         "google/rpc/status.proto",
     ];

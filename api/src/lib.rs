@@ -54,6 +54,11 @@ mod generated {
                     tonic::include_proto!("containerd.services.events.v1");
                 }
             }
+            pub mod images {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.images.v1");
+                }
+            }
         }
     }
 }

@@ -20,7 +20,9 @@ impl ToStatus for StoreError {
             StoreError::NotFound(_) => Status::not_found(msg),
             StoreError::AlreadyExists(_) => Status::already_exists(msg),
             StoreError::FailedPrecondition(_) => Status::failed_precondition(msg),
-            StoreError::Name(_) | StoreError::Labels(_) => Status::invalid_argument(msg),
+            StoreError::Name(_) | StoreError::Labels(_) | StoreError::InvalidArgument(_) => {
+                Status::invalid_argument(msg)
+            }
             _ => Status::internal(msg),
         }
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 const NAMESPACES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("namespaces");
 const CONTENT: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("content");
 const LEASES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("leases");
+const IMAGES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("images");
 const LEASE_RESOURCES: TableDefinition<'_, (&str, &str, &str, &str), ()> =
     TableDefinition::new("lease_resources");
 
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// The operation is not allowed in the object's current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A request field is invalid.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// A name is invalid.
     #[error(transparent)]
     Name(#[from] NameError),
@@ -96,6 +100,32 @@ pub struct LeaseRecord {
     pub labels: Labels,
 }
 
+/// An OCI descriptor as an image target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// Media type.
+    pub media_type: String,
+    /// Digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Annotations.
+    pub annotations: Labels,
+}
+
+/// A named image in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Labels.
+    pub labels: Labels,
+    /// The root descriptor (index or manifest).
+    pub target: Descriptor,
+    /// Creation time.
+    pub created_at: Instant,
+    /// Last update.
+    pub updated_at: Instant,
+}
+
 /// A resource held by a lease: `(type, id)`, e.g. `("content", "sha256:…")`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LeaseResource {
@@ -140,6 +170,7 @@ impl Store {
         tx.open_table(CONTENT)?;
         tx.open_table(LEASES)?;
         tx.open_table(LEASE_RESOURCES)?;
+        tx.open_table(IMAGES)?;
         tx.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -238,15 +269,17 @@ impl Store {
             if t.get(name)?.is_none() {
                 return Err(StoreError::NotFound(format!("namespace {name:?}")));
             }
-            let content = tx.open_table(CONTENT)?;
-            let has_blobs = content
-                .range((name, "")..)?
-                .next()
-                .transpose()?
-                .is_some_and(|(k, _)| k.value().0 == name);
-            if has_blobs {
+            let mut still = Vec::new();
+            if has_rows(&tx.open_table(IMAGES)?, name)? {
+                still.push("images");
+            }
+            if has_rows(&tx.open_table(CONTENT)?, name)? {
+                still.push("blobs");
+            }
+            if !still.is_empty() {
                 return Err(StoreError::FailedPrecondition(format!(
-                    "namespace {name:?} must be empty, but it still has blobs"
+                    "namespace {name:?} must be empty, but it still has {}",
+                    still.join(", ")
                 )));
             }
             t.remove(name)?;
@@ -388,6 +421,132 @@ impl Store {
         Ok(ContentDeleted { still_referenced })
     }
 
+    // ---- images ----------------------------------------------------------------------------
+
+    /// An image by name.
+    pub fn image_get(&self, ns: &str, name: &str) -> Result<Option<ImageRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(IMAGES)?;
+        Ok(match t.get((ns, name))? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// A namespace's images, sorted by name.
+    pub fn image_list(&self, ns: &str) -> Result<Vec<(String, ImageRecord)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(IMAGES)?;
+        let mut out = Vec::new();
+        for row in t.range((ns, "")..)? {
+            let (k, v) = row?;
+            let (kns, name) = k.value();
+            if kns != ns {
+                break;
+            }
+            out.push((name.to_string(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Creates an image. AlreadyExists if the name is taken.
+    pub fn image_create(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &Labels,
+        target: &Descriptor,
+        now: Instant,
+    ) -> Result<ImageRecord> {
+        validate_image(name, target)?;
+        validate_labels(labels)?;
+        let tx = self.db.begin_write()?;
+        ensure_ns(&tx, ns)?;
+        let rec = {
+            let mut t = tx.open_table(IMAGES)?;
+            if t.get((ns, name))?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("image {name:?}")));
+            }
+            let rec = ImageRecord {
+                labels: labels.clone(),
+                target: target.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            t.insert((ns, name), serde_json::to_vec(&rec)?.as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// Updates an image. With no mask paths, labels and target are replaced (created_at kept);
+    /// paths may be `labels`, `labels.<k>`, `target`, `annotations`, `annotations.<k>`.
+    pub fn image_update(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &Labels,
+        target: &Descriptor,
+        paths: &[String],
+        now: Instant,
+    ) -> Result<ImageRecord> {
+        let tx = self.db.begin_write()?;
+        let rec = {
+            let mut t = tx.open_table(IMAGES)?;
+            let mut rec: ImageRecord = match t.get((ns, name))? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => return Err(StoreError::NotFound(format!("image {name:?}"))),
+            };
+            if paths.is_empty() {
+                validate_image(name, target)?;
+                rec.target = target.clone();
+            }
+            let mut new_target = rec.target.clone();
+            let mut target_set = false;
+            let mut annotation_paths = Vec::new();
+            rec.labels = apply_label_mask(&rec.labels, labels, paths, |p| {
+                if p == "target" {
+                    target_set = true;
+                    true
+                } else if p == "annotations" || p.starts_with("annotations.") {
+                    annotation_paths.push(p.replacen("annotations", "labels", 1));
+                    true
+                } else {
+                    false
+                }
+            })?;
+            if target_set {
+                validate_image(name, target)?;
+                new_target = target.clone();
+            }
+            if !annotation_paths.is_empty() {
+                new_target.annotations = apply_label_mask(
+                    &new_target.annotations,
+                    &target.annotations,
+                    &annotation_paths,
+                    |_| false,
+                )?;
+            }
+            rec.target = new_target;
+            rec.updated_at = now;
+            t.insert((ns, name), serde_json::to_vec(&rec)?.as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// Deletes an image record (its content stays until garbage collection). NotFound if missing.
+    pub fn image_delete(&self, ns: &str, name: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        if tx.open_table(IMAGES)?.remove((ns, name))?.is_none() {
+            return Err(StoreError::NotFound(format!("image {name:?}")));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     // ---- leases ----------------------------------------------------------------------------
 
     /// Creates a lease. AlreadyExists on a duplicate id.
@@ -506,6 +665,31 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn has_rows(t: &redb::Table<'_, (&str, &str), &[u8]>, ns: &str) -> Result<bool> {
+    Ok(t.range((ns, "")..)?
+        .next()
+        .transpose()?
+        .is_some_and(|(k, _)| k.value().0 == ns))
+}
+
+fn validate_image(name: &str, target: &Descriptor) -> Result<()> {
+    let bad = |what: &str| {
+        Err(StoreError::InvalidArgument(format!(
+            "image {name:?}: {what}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("a name is required");
+    }
+    if target.media_type.is_empty() {
+        return bad("the target needs a media type");
+    }
+    if target.size == 0 {
+        return bad("the target needs a size greater than zero");
+    }
+    Ok(())
 }
 
 fn add_resource(

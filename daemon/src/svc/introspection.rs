@@ -54,6 +54,16 @@ const PLUGINS: &[(&str, &str, &[&str])] = &[
         "events",
         &["io.containerd.event.v1"],
     ),
+    (
+        "io.containerd.service.v1",
+        "images-service",
+        &["io.containerd.metadata.v1"],
+    ),
+    (
+        "io.containerd.grpc.v1",
+        "images",
+        &["io.containerd.service.v1"],
+    ),
     ("io.containerd.grpc.v1", "introspection", &[]),
     (
         "io.containerd.grpc.v1",

@@ -2,6 +2,7 @@
 
 pub mod content;
 pub mod events;
+pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
@@ -42,6 +43,9 @@ pub fn router(d: Arc<Daemon>) -> Router {
         ))
         .add(limits!(api::leases::v1::leases_server::LeasesServer::new(
             leases::Service(d.clone())
+        )))
+        .add(limits!(api::images::v1::images_server::ImagesServer::new(
+            images::Service(d.clone())
         )))
         .add(limits!(api::events::v1::events_server::EventsServer::new(
             events::Service(d)
