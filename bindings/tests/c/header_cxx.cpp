@@ -1,0 +1,31 @@
+// berth.h must compile as C++ too: g++ -std=c++17 -Wall -Wextra -Werror -pedantic -fsyntax-only
+#include "berth.h"
+
+#include <cstddef>
+#include <type_traits>
+
+static_assert(std::is_standard_layout<berth_output>::value, "berth_output is plain data");
+static_assert(std::is_trivially_copyable<berth_op_output>::value, "berth_op_output is POD");
+static_assert(BERTH_OK == 0, "BERTH_OK is zero");
+static_assert(sizeof(berth_status::expected) == BERTH_DIGEST_STRING_MAX, "digest buffer");
+
+// The functions are declared with C linkage and usable from C++ as they are.
+berth_result drain_once(berth_ingest *ing, berth_output *out) {
+    berth_result r = berth_ingest_poll(ing, out);
+    if (r == BERTH_OK && out->kind == BERTH_OUTPUT_OP) {
+        berth_op_output res{};
+        res.kind = BERTH_OP_OUTPUT_DONE;
+        r = berth_ingest_complete(ing, 0, out->op.id, 0, &res);
+    }
+    return r;
+}
+
+bool same_digest(const char *a, const char *b) {
+    berth_digest *x = nullptr;
+    berth_digest *y = nullptr;
+    bool eq = berth_digest_parse(a, &x) == BERTH_OK && berth_digest_parse(b, &y) == BERTH_OK &&
+              berth_digest_equal(x, y);
+    berth_digest_free(x);
+    berth_digest_free(y);
+    return eq;
+}
