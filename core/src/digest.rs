@@ -32,7 +32,7 @@ impl Algorithm {
 
     /// Length of the raw hash in bytes.
     #[must_use]
-    pub const fn len(self) -> usize {
+    pub const fn output_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 32,
             Algorithm::Sha512 => 64,
@@ -107,7 +107,7 @@ impl Digest {
     /// Builds a digest from an algorithm and its raw hash. Returns `None` if the length is wrong.
     #[must_use]
     pub fn from_raw(algorithm: Algorithm, raw: &[u8]) -> Option<Self> {
-        if raw.len() != algorithm.len() {
+        if raw.len() != algorithm.output_len() {
             return None;
         }
         let mut bytes = [0u8; 64];
@@ -132,13 +132,13 @@ impl Digest {
     /// The raw hash bytes.
     #[must_use]
     pub fn raw(&self) -> &[u8] {
-        &self.bytes[..self.algorithm.len()]
+        &self.bytes[..self.algorithm.output_len()]
     }
 
     /// The hex-encoded hash (without the algorithm prefix).
     #[must_use]
     pub fn hex(&self) -> String {
-        let mut s = String::with_capacity(self.algorithm.len() * 2);
+        let mut s = String::with_capacity(self.algorithm.output_len() * 2);
         for b in self.raw() {
             s.push(HEX[(b >> 4) as usize] as char);
             s.push(HEX[(b & 15) as usize] as char);
@@ -157,7 +157,7 @@ impl Digest {
             Algorithm::from_name(alg).ok_or_else(|| DigestError::UnsupportedAlgorithm {
                 algorithm: alg.chars().take(100).collect(),
             })?;
-        let expected = algorithm.len() * 2;
+        let expected = algorithm.output_len() * 2;
         if hex.len() != expected {
             return Err(DigestError::BadLength {
                 algorithm,

@@ -680,7 +680,7 @@ impl Ingest {
         );
     }
 
-    fn complete(&mut self, now: Instant, c: Completion) -> Result<(), IngestError> {
+    fn complete(&mut self, _now: Instant, c: Completion) -> Result<(), IngestError> {
         let step = match self.pending.take() {
             Some((id, step)) if id == c.id => step,
             other => {
@@ -718,7 +718,7 @@ impl Ingest {
                     Err(e) => self.discard(format!("meta file unreadable: {e}")),
                 }
             }
-            (Step::ReadMeta, Ok(_)) => return Err(protocol("readfile")),
+            (Step::ReadMeta, Ok(_)) => self.finish(Err(protocol("readfile"))),
             (Step::DiscardStale { reason }, Ok(_)) => {
                 self.discard_reason = Some(reason);
                 self.start_create();
@@ -951,7 +951,6 @@ impl Ingest {
                 } else {
                     self.seq += 1;
                     self.undo = None;
-                    let _ = now;
                     let status = self.status();
                     self.finish(Ok(Reply::Status(status)));
                 }
@@ -999,7 +998,7 @@ impl Ingest {
                     },
                 );
             }
-            (Step::CommitStatBlob, Ok(OpOutput::Stat(st))) if st.size == self.offset => {
+            (Step::CommitStatBlob, Ok(OpOutput::Stat(st))) if st.size == self.offset && !st.is_dir() => {
                 self.submit(
                     Step::CommitCleanup {
                         already_present: true,
@@ -1129,14 +1128,20 @@ impl Ingest {
                 self.release_after_failure(err);
             }
             (step, Ok(_)) => {
-                return Err(protocol(match step {
+                // The driver answered with the wrong kind of output: the request ends with a
+                // protocol error and, for a write, leaves the ingest as it was before it.
+                let op = match step {
                     Step::CreateData | Step::CreateState | Step::OpenData | Step::OpenState => {
                         "open"
                     }
                     Step::ReadState => "read",
                     Step::WriteData { .. } | Step::WriteCheckpoint { .. } => "write",
                     _ => "op",
-                }))
+                };
+                if self.undo.is_some() {
+                    self.rollback();
+                }
+                self.finish(Err(protocol(op)));
             }
         }
         Ok(())
