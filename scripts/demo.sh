@@ -1,0 +1,50 @@
+#!/bin/bash
+# demo.sh - the main job, end to end on this machine: build berth, start berthd, start a local
+# docker-registry holding a busybox image built here, fetch that image's content into berthd with
+# containerd's own `ctr`, and look at it with `berth`. Everything started here is stopped at the
+# end. (Running containers arrives with the tasks service; see docs/STATUS.md.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh >/dev/null
+cargo build --release -p berthd -p berth
+BIN=$PWD/target/release
+WORK=$(mktemp -d /tmp/berth-demo.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# a registry on a free loopback port
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+printf 'version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %s/registry}\nhttp:\n  addr: %s\n' "$WORK" "$REG" >"$WORK/registry.yml"
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# a one-layer busybox image, pushed with the distribution API
+mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/etc"
+cp "$(command -v busybox)" "$WORK/rootfs/bin/busybox"; ln -s busybox "$WORK/rootfs/bin/sh"
+echo 'root:x:0:0:root:/root:/bin/sh' >"$WORK/rootfs/etc/passwd"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$WORK/rootfs" -cf "$WORK/layer.tar" .
+gzip -n -c "$WORK/layer.tar" >"$WORK/layer.tar.gz"
+sha() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
+push_blob() { local loc; loc=$(curl -fsS -X POST -D - -o /dev/null "http://$REG/v2/demo/busybox/blobs/uploads/" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case $loc in http*) ;; *) loc="http://$REG$loc";; esac
+  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$1" "$loc&digest=$(sha "$1")" >/dev/null; }
+printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":["%s"]}}' "$(sha "$WORK/layer.tar")" >"$WORK/config.json"
+push_blob "$WORK/layer.tar.gz"; push_blob "$WORK/config.json"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}' \
+  "$(sha "$WORK/config.json")" "$(stat -c %s "$WORK/config.json")" "$(sha "$WORK/layer.tar.gz")" "$(stat -c %s "$WORK/layer.tar.gz")" >"$WORK/manifest.json"
+curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "@$WORK/manifest.json" "http://$REG/v2/demo/busybox/manifests/latest" >/dev/null
+
+# berthd on a private socket and root
+SOCK=$WORK/berth.sock
+"$BIN/berthd" --address "$SOCK" --root "$WORK/root" --state "$WORK/state" >"$WORK/berthd.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+
+echo "== ctr (containerd 1.6's client) against berthd"
+ctr -a "$SOCK" version 2>/dev/null
+ctr -a "$SOCK" content fetch --plain-http "$REG/demo/busybox:latest"
+echo "== berth content ls"
+"$BIN/berth" --address "$SOCK" content ls
+LAYER=$(sha "$WORK/layer.tar.gz")
+"$BIN/berth" --address "$SOCK" content get "$LAYER" | cmp - "$WORK/layer.tar.gz" && echo "layer $LAYER: byte-identical to the pushed blob"
