@@ -1,1 +1,120 @@
-fn main() {}
+//! `berth`: the command-line client of berthd, ctr-like but friendlier.
+//!
+//! It speaks containerd's gRPC API over berthd's UNIX socket, so most commands work against
+//! containerd too. Output is an aligned table for people or JSON with `--json`; notes and
+//! progress go to stderr. Exit codes: 0 success, 1 the operation failed, 2 usage error,
+//! 3 berthd cannot be reached (see [`error`]).
+//!
+//! Layout: [`client`] holds the connection, [`cmd`] one module per command group,
+//! [`output`] the table/JSON formatting, [`error`] the mapping of failures to messages and exit
+//! codes, [`parse`] the value parsers.
+
+mod client;
+mod cmd;
+mod error;
+mod output;
+mod parse;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::error::Error;
+
+/// berth: talk to berthd, the container runtime daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
+struct Cli {
+    /// berthd's socket
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ADDRESS",
+        default_value = "/run/berth/berth.sock",
+        value_name = "SOCK"
+    )]
+    address: PathBuf,
+    /// Namespace to work in
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "BERTH_NAMESPACE",
+        default_value = "default",
+        value_name = "NS"
+    )]
+    namespace: String,
+    /// Machine-readable output: JSON on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up if the command has not finished within this time (e.g. 10s, 2m)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse::duration)]
+    timeout: Option<Duration>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the client's and berthd's versions
+    Version,
+    /// Manage namespaces
+    #[command(subcommand, visible_alias = "namespaces")]
+    Ns(cmd::ns::NsCommand),
+    /// Manage content: blobs and ingests
+    #[command(subcommand)]
+    Content(cmd::content::ContentCommand),
+    /// Manage leases
+    #[command(subcommand, visible_alias = "leases")]
+    Lease(cmd::lease::LeaseCommand),
+}
+
+/// Global options every command sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Opts {
+    /// `--json` was given.
+    pub json: bool,
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let client = Client::connect(&cli.address, &cli.namespace, cli.timeout).await?;
+    let opts = Opts { json: cli.json };
+    match cli.command {
+        Command::Version => cmd::version::run(&client, opts).await,
+        Command::Ns(c) => cmd::ns::run(&client, opts, c).await,
+        Command::Content(c) => cmd::content::run(&client, opts, c).await,
+        Command::Lease(c) => cmd::lease::run(&client, opts, c).await,
+    }
+}
+
+fn main() {
+    let cli = Cli::parse(); // usage errors exit with 2 here
+    let timeout = cli.timeout;
+    let result = smol::block_on(async move {
+        match timeout {
+            None => run(cli).await,
+            Some(t) => {
+                futures_lite::future::or(run(cli), async move {
+                    smol::Timer::after(t).await;
+                    Err(Error::timeout(t))
+                })
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}
