@@ -7,16 +7,13 @@ use std::sync::Arc;
 use berth_api::any::to_any;
 use berth_api::events::ContentDelete;
 use berth_api::services::content::v1::{content_server::Content, *};
-use berth_core::content::{
-    ingest::status_at_rest, Ingest, IngestMeta, Input, OpenRequest, Recovery, Reply,
-};
+use berth_core::content::{ingest::status_at_rest, IngestMeta};
 use berth_core::events::CONTENT_DELETE;
 use berth_core::metadata::{Filter, Labels};
 use berth_core::op::{OpKind, OpOutput, OpenOptions};
 use berth_core::Digest;
 use berth_drivers::layout::{Layout, INGEST};
 use berth_drivers::store::ContentRecord;
-use berth_drivers::Driven;
 use futures_lite::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -33,7 +30,7 @@ const LIST_CHUNK: usize = 100;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn parse_digest(s: &str) -> Result<Digest, Status> {
+pub(super) fn parse_digest(s: &str) -> Result<Digest, Status> {
     Digest::parse(s).map_err(status)
 }
 
@@ -385,187 +382,11 @@ impl Content for Service {
         let (tx, rx) = async_channel::bounded(4);
         let d = self.0.clone();
         smol::spawn(async move {
-            if let Err(s) = write_session(d, ns, lease, inbound, &tx).await {
+            if let Err(s) = super::content_write::session(d, ns, lease, inbound, &tx).await {
                 let _ = tx.send(Err(s)).await;
             }
         })
         .detach();
         Ok(Response::new(Box::pin(rx)))
     }
-}
-
-type Replies = async_channel::Sender<Result<WriteContentResponse, Status>>;
-
-async fn run(d: &mut Driven<Ingest>, input: Input) -> Result<Reply, Status> {
-    match d.request(input, &mut |()| {}).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(status(e)),
-        Err(e) => Err(status(e)),
-    }
-}
-
-/// One Write stream: STAT / WRITE / COMMIT messages on the ingest of the first message's ref.
-async fn write_session(
-    d: Arc<Daemon>,
-    ns: String,
-    lease: Option<String>,
-    mut inbound: Streaming<WriteContentRequest>,
-    tx: &Replies,
-) -> Result<(), Status> {
-    let Some(first) = inbound.message().await? else {
-        return Ok(());
-    };
-    if first.r#ref.is_empty() {
-        return Err(Status::invalid_argument(
-            "the first write message must name a ref",
-        ));
-    }
-    let reference = first.r#ref.clone();
-    let Some(_lock) = d.lock_ingest(&ns, &reference) else {
-        return Err(Status::unavailable(format!(
-            "ref {reference:?} is locked by another writer"
-        )));
-    };
-    let expected = if first.expected.is_empty() {
-        None
-    } else {
-        Some(parse_digest(&first.expected)?)
-    };
-    if let Some(e) = expected {
-        if d.store.content_get(&ns, &e).map_err(status)?.is_some() {
-            return Err(Status::already_exists(format!(
-                "content {e}: already exists"
-            )));
-        }
-    }
-    if let Some(l) = lease.clone() {
-        let (n, r) = (ns.clone(), reference.clone());
-        d.store_write(move |s| {
-            s.lease_add_resource(
-                &n,
-                &l,
-                &berth_drivers::store::LeaseResource {
-                    kind: "ingests".into(),
-                    id: r,
-                },
-            )
-        })
-        .await
-        .map_err(|e| match e {
-            berth_drivers::store::StoreError::NotFound(_) => {
-                Status::not_found("lease does not exist")
-            }
-            e => status(e),
-        })?;
-    }
-    let req = OpenRequest {
-        namespace: ns.clone(),
-        reference: reference.clone(),
-        expected,
-        total: first.total.max(0) as u64,
-        paths: Layout::ingest(&ns, &reference),
-    };
-    let mut ingest = Driven::new(Ingest::open(d.now(), req), d.exec.clone(), d.clock.clone());
-    match ingest.start(&mut |()| {}).await {
-        Ok(Ok(Reply::Opened { recovery, status: st })) => match recovery {
-            Recovery::Resumed { offset, discarded } => log::info!(
-                "ingest {ns}/{reference}: resumed at offset {offset} from its hash checkpoint (0 bytes re-read, {discarded} unconfirmed bytes dropped)"
-            ),
-            Recovery::Restarted { reason } => log::warn!("ingest {ns}/{reference}: restarted from 0: {reason}"),
-            _ => log::debug!("ingest {ns}/{reference}: started, total {}", st.total),
-        },
-        Ok(Ok(_)) => return Err(Status::internal("ingest open gave no status")),
-        Ok(Err(e)) => return Err(status(e)),
-        Err(e) => return Err(status(e)),
-    }
-    let mut next = Some(first);
-    loop {
-        let m = match next.take() {
-            Some(m) => m,
-            None => match inbound.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    log::debug!("write stream {reference:?} ended: {e}");
-                    break;
-                }
-            },
-        };
-        if m.total > 0 && m.total as u64 != ingest.machine().status().total {
-            run(&mut ingest, Input::SetTotal(m.total as u64)).await?;
-        }
-        let action = WriteAction::try_from(m.action)
-            .map_err(|_| Status::invalid_argument(format!("unknown write action {}", m.action)))?;
-        if matches!(action, WriteAction::Write | WriteAction::Commit) && !m.data.is_empty() {
-            run(
-                &mut ingest,
-                Input::Write {
-                    offset: m.offset.max(0) as u64,
-                    data: m.data,
-                },
-            )
-            .await?;
-        }
-        let reply = match action {
-            WriteAction::Stat | WriteAction::Write => {
-                let st = ingest.machine().status();
-                WriteContentResponse {
-                    action: action as i32,
-                    started_at: Some(timestamp(st.started_at)),
-                    updated_at: Some(timestamp(st.updated_at)),
-                    offset: st.offset as i64,
-                    total: st.total as i64,
-                    digest: ingest.machine().digest().to_string(),
-                }
-            }
-            WriteAction::Commit => {
-                let expected = if m.expected.is_empty() {
-                    None
-                } else {
-                    Some(parse_digest(&m.expected)?)
-                };
-                let st = ingest.machine().status();
-                let Reply::Committed { digest, size, .. } = run(
-                    &mut ingest,
-                    Input::Commit {
-                        size: m.total.max(0) as u64,
-                        expected,
-                    },
-                )
-                .await?
-                else {
-                    return Err(Status::internal("commit gave no digest"));
-                };
-                let labels: Labels = m.labels.into_iter().collect();
-                let (n, l, now) = (ns.clone(), lease.clone(), d.now());
-                let created = d
-                    .store_write(move |s| {
-                        s.content_add(&n, &digest, size, &labels, l.as_deref(), now)
-                    })
-                    .await
-                    .map_err(status)?;
-                if !created {
-                    return Err(Status::already_exists(format!(
-                        "content {digest}: already exists"
-                    )));
-                }
-                WriteContentResponse {
-                    action: action as i32,
-                    started_at: Some(timestamp(st.started_at)),
-                    updated_at: Some(timestamp(d.now())),
-                    offset: size as i64,
-                    total: size as i64,
-                    digest: digest.to_string(),
-                }
-            }
-        };
-        if tx.send(Ok(reply)).await.is_err() {
-            break;
-        }
-    }
-    if !ingest.machine().is_finished() {
-        // keep the ingest on disk, resumable; release its files
-        let _ = run(&mut ingest, Input::Close).await;
-    }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The gRPC services, one module each.
 
 pub mod content;
+mod content_write;
 pub mod events;
 pub mod images;
 pub mod introspection;
