@@ -177,6 +177,10 @@ pub fn from_status(s: &Status, ctx: Ctx<'_>) -> Error {
             ctx.namespace.map(|n| format!(" {n:?}")).unwrap_or_default(),
             msg.trim_start_matches("namespace: ")
         ),
+        Code::InvalidArgument if msg.starts_with("filter") => format!(
+            "invalid {msg} — filters look like digest==sha256:…, size==N or labels.\"key\"==value; \
+             several filters are OR-ed, a comma inside one means AND"
+        ),
         Code::InvalidArgument => format!("invalid request for {what}: {msg}"),
         Code::FailedPrecondition if msg.contains("namespace is required") => {
             "berthd needs a namespace: pass -n NAME or set BERTH_NAMESPACE".to_string()
