@@ -55,7 +55,7 @@ impl Router {
 
     /// Adds a generated server (e.g. `ContentServer::new(svc)`).
     #[must_use]
-    pub fn add<S>(mut self, svc: S) -> Self
+    pub fn service<S>(mut self, svc: S) -> Self
     where
         S: Service<http::Request<Incoming>, Response = http::Response<Body>, Error = Infallible>
             + NamedService

@@ -123,9 +123,6 @@
 //! * [`events`]: event topics.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-// Machine errors carry the facts a caller needs (both digests of a mismatch); they are rare
-// and not on a hot path, so their size is not worth boxing.
-#![allow(clippy::result_large_err)]
 
 pub mod content;
 pub mod digest;

@@ -12,10 +12,7 @@ use bytes::Bytes;
 
 #[test]
 fn fake_host_passes_conformance() {
-    conformance::run_all(
-        || Arc::new(FakeHost::new()),
-        |f| futures_lite::future::block_on(f),
-    );
+    conformance::run_all(|| Arc::new(FakeHost::new()), futures_lite::future::block_on);
 }
 
 fn paths() -> IngestPaths {

@@ -16,7 +16,7 @@ fn smol_driver_passes_conformance() {
             dirs.lock().unwrap().push(dir);
             e
         },
-        |f| smol::block_on(f),
+        smol::block_on,
     );
 }
 

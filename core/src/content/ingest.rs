@@ -998,7 +998,9 @@ impl Ingest {
                     },
                 );
             }
-            (Step::CommitStatBlob, Ok(OpOutput::Stat(st))) if st.size == self.offset && !st.is_dir() => {
+            (Step::CommitStatBlob, Ok(OpOutput::Stat(st)))
+                if st.size == self.offset && !st.is_dir() =>
+            {
                 self.submit(
                     Step::CommitCleanup {
                         already_present: true,

@@ -26,29 +26,29 @@ pub fn router(d: Arc<Daemon>) -> Router {
         };
     }
     Router::new()
-        .add(limits!(
+        .service(limits!(
             api::version::v1::version_server::VersionServer::new(version::Service)
         ))
-        .add(limits!(
+        .service(limits!(
             api::introspection::v1::introspection_server::IntrospectionServer::new(
                 introspection::Service(d.clone())
             )
         ))
-        .add(limits!(
+        .service(limits!(
             api::namespaces::v1::namespaces_server::NamespacesServer::new(namespaces::Service(
                 d.clone()
             ))
         ))
-        .add(limits!(
+        .service(limits!(
             api::content::v1::content_server::ContentServer::new(content::Service(d.clone()))
         ))
-        .add(limits!(api::leases::v1::leases_server::LeasesServer::new(
+        .service(limits!(api::leases::v1::leases_server::LeasesServer::new(
             leases::Service(d.clone())
         )))
-        .add(limits!(api::images::v1::images_server::ImagesServer::new(
+        .service(limits!(api::images::v1::images_server::ImagesServer::new(
             images::Service(d.clone())
         )))
-        .add(limits!(api::events::v1::events_server::EventsServer::new(
+        .service(limits!(api::events::v1::events_server::EventsServer::new(
             events::Service(d)
         )))
 }

@@ -299,6 +299,9 @@ fn header(headers: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// Status code, headers and body.
+pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// A minimal HTTP/1.1 client (one request per connection), enough to talk to the registry.
 pub fn http(
     addr: &str,
@@ -306,7 +309,7 @@ pub fn http(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!(
