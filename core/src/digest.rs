@@ -354,6 +354,28 @@ impl Hasher {
             });
         }
         let corrupt = || MidstateError::Corrupt { len: bytes.len() };
+        // The state must describe exactly `len` bytes: sha2 0.11 lays it out as the chaining
+        // value, the count of compressed blocks (u64 for sha256, u128 for sha512, little endian)
+        // and the buffered byte count, then the buffer. A state that disagrees would make the
+        // hash overflow or silently describe other data.
+        let (words, counter, block) = match *alg {
+            1 => (32, 8, 64u128),
+            2 => (64, 16, 128u128),
+            other => return Err(MidstateError::Algorithm(other)),
+        };
+        if state.len() < words + counter + 1 {
+            return Err(corrupt());
+        }
+        let mut blocks = [0u8; 16];
+        blocks[..counter].copy_from_slice(&state[words..words + counter]);
+        let blocks = u128::from_le_bytes(blocks);
+        let buffered = u128::from(state[words + counter]);
+        let covered = blocks
+            .checked_mul(block)
+            .and_then(|b| b.checked_add(buffered));
+        if buffered >= block || covered != Some(u128::from(len)) {
+            return Err(corrupt());
+        }
         let inner = match *alg {
             1 => {
                 let s = SerializedState::<Sha256>::try_from(state).map_err(|_| corrupt())?;
@@ -433,6 +455,27 @@ mod tests {
             restored.update(b", world");
             assert_eq!(restored.digest(), whole.digest());
             assert_eq!(restored.len(), 12);
+        }
+    }
+
+    #[test]
+    fn midstate_must_cover_exactly_len_bytes() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            for n in [0usize, 5, 63, 64, 65, 127, 128, 129, 1000] {
+                let mut h = Hasher::new(alg);
+                h.update(&vec![7u8; n]);
+                let saved = h.export();
+                assert!(Hasher::import(&saved, n as u64).is_ok(), "{alg} {n}");
+                assert!(Hasher::import(&saved, n as u64 + 1).is_err(), "{alg} {n}+1");
+            }
+            // an absurd block count is refused, not overflowed
+            let mut saved = Hasher::new(alg).export();
+            let at = 2 + if alg == Algorithm::Sha256 { 32 } else { 64 };
+            saved[at..at + 8].fill(0xff);
+            assert!(matches!(
+                Hasher::import(&saved, 0),
+                Err(MidstateError::Corrupt { .. })
+            ));
         }
     }
 

@@ -107,6 +107,18 @@ pub fn best(state_file: &[u8], data_len: u64) -> Option<Checkpoint> {
     found
 }
 
+/// The highest sequence number of any whole slot, covered by the data or not (0 if none).
+#[must_use]
+pub fn max_seq(state_file: &[u8]) -> u64 {
+    state_file
+        .chunks(SLOT_LEN)
+        .take(2)
+        .filter_map(|s| decode(s).ok())
+        .map(|c| c.seq)
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,6 +244,15 @@ impl From<Completion> for Input {
     }
 }
 
+/// What follows a checkpoint write.
+#[derive(Debug, Clone)]
+enum AfterCheckpoint {
+    /// The write request is done.
+    Finish,
+    /// A rewrite from offset 0: the zero checkpoint is down, now truncate and write `data`.
+    Rewrite { data: Bytes },
+}
+
 /// What to do when the outstanding Op completes.
 #[derive(Debug, Clone)]
 enum Step {
@@ -278,6 +287,7 @@ enum Step {
     WriteCheckpoint {
         pos: u64,
         slot: Bytes,
+        then: AfterCheckpoint,
     },
     // commit flow
     CommitTruncate,
@@ -487,7 +497,7 @@ impl Ingest {
         self.state.expect("state handle is open while ready")
     }
 
-    fn write_checkpoint(&mut self) {
+    fn write_checkpoint(&mut self, then: AfterCheckpoint) {
         let seq = self.seq + 1;
         let slot = Bytes::from(checkpoint::encode(
             seq,
@@ -501,6 +511,7 @@ impl Ingest {
             Step::WriteCheckpoint {
                 pos,
                 slot: slot.clone(),
+                then,
             },
             OpKind::Write {
                 handle,
@@ -595,13 +606,11 @@ impl Ingest {
                 });
                 self.updated_at = now;
                 if offset == 0 && self.offset > 0 {
+                    // A rewrite: first checkpoint "offset 0" under a new seq, so that neither a
+                    // crash nor a failure after the truncate can pair old hashes with new bytes.
                     self.hasher = Hasher::new(self.hasher.algorithm());
                     self.offset = 0;
-                    let handle = self.data_handle();
-                    self.submit(
-                        Step::TruncateForRewrite { data },
-                        OpKind::Truncate { handle, len: 0 },
-                    );
+                    self.write_checkpoint(AfterCheckpoint::Rewrite { data });
                 } else {
                     self.start_data_write(data);
                 }
@@ -663,7 +672,7 @@ impl Ingest {
         let offset = self.offset;
         self.offset += data.len() as u64;
         if data.is_empty() {
-            self.write_checkpoint();
+            self.write_checkpoint(AfterCheckpoint::Finish);
             return;
         }
         let handle = self.data_handle();
@@ -797,6 +806,8 @@ impl Ingest {
             }
             (Step::ReadState, Ok(OpOutput::Data(bytes))) => {
                 let data_len = self.data_len_at_open;
+                // Later checkpoints must outrank every whole slot, even one the data does not cover.
+                let newest = checkpoint::max_seq(&bytes);
                 let handle = self.data_handle();
                 match checkpoint::best(&bytes, data_len) {
                     Some(cp) => {
@@ -811,7 +822,7 @@ impl Ingest {
                                 offset: 0,
                                 discarded: data_len,
                                 cp: Box::new(None),
-                                seq: 0,
+                                seq: newest,
                             };
                             self.submit(step, OpKind::Truncate { handle, len: 0 });
                             return Ok(());
@@ -825,7 +836,7 @@ impl Ingest {
                             offset: cp.offset,
                             discarded,
                             cp: Box::new(Some(cp.hasher)),
-                            seq: cp.seq,
+                            seq: newest,
                         };
                         self.submit(
                             step,
@@ -840,7 +851,7 @@ impl Ingest {
                             offset: 0,
                             discarded: 0,
                             cp: Box::new(None),
-                            seq: 0,
+                            seq: newest,
                         };
                         self.submit(step, OpKind::Truncate { handle, len: 0 });
                     }
@@ -852,7 +863,7 @@ impl Ingest {
                             offset: 0,
                             discarded: data_len,
                             cp: Box::new(None),
-                            seq: 0,
+                            seq: newest,
                         };
                         self.submit(step, OpKind::Truncate { handle, len: 0 });
                     }
@@ -881,7 +892,7 @@ impl Ingest {
                                 .map_or(Algorithm::Sha256, |d| d.algorithm()),
                         );
                         self.offset = 0;
-                        self.seq = 0;
+                        self.seq = seq;
                     }
                 }
                 let recovery = match self.discard_reason.take() {
@@ -921,10 +932,10 @@ impl Ingest {
                         },
                     );
                 } else {
-                    self.write_checkpoint();
+                    self.write_checkpoint(AfterCheckpoint::Finish);
                 }
             }
-            (Step::WriteCheckpoint { pos, slot }, Ok(OpOutput::Written(n))) => {
+            (Step::WriteCheckpoint { pos, slot, then }, Ok(OpOutput::Written(n))) => {
                 let n = n.min(slot.len() as u64) as usize;
                 if n == 0 {
                     self.rollback();
@@ -941,6 +952,7 @@ impl Ingest {
                         Step::WriteCheckpoint {
                             pos,
                             slot: rest.clone(),
+                            then,
                         },
                         OpKind::Write {
                             handle,
@@ -950,9 +962,27 @@ impl Ingest {
                     );
                 } else {
                     self.seq += 1;
-                    self.undo = None;
-                    let status = self.status();
-                    self.finish(Ok(Reply::Status(status)));
+                    match then {
+                        AfterCheckpoint::Finish => {
+                            self.undo = None;
+                            let status = self.status();
+                            self.finish(Ok(Reply::Status(status)));
+                        }
+                        AfterCheckpoint::Rewrite { data } => {
+                            // offset 0 is now durable: a later failure rolls back to it
+                            self.undo = Some(Undo {
+                                hasher: self.hasher.clone(),
+                                offset: 0,
+                                seq: self.seq,
+                                updated_at: self.updated_at,
+                            });
+                            let handle = self.data_handle();
+                            self.submit(
+                                Step::TruncateForRewrite { data },
+                                OpKind::Truncate { handle, len: 0 },
+                            );
+                        }
+                    }
                 }
             }
             (Step::TruncateForRewrite { .. }, Err(e)) => {
