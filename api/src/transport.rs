@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use hyper::body::Incoming;
 use smol::Async;
-use smol_hyper::rt::{FuturesIo, SmolTimer};
+use smol_hyper::rt::SmolTimer;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;
@@ -128,7 +128,7 @@ pub async fn serve(listener: Async<UnixListener>, router: Arc<Router>) -> io::Re
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .max_frame_size(1 << 20)
                 .max_send_buf_size(1 << 20)
-                .serve_connection(FuturesIo::new(stream), svc);
+                .serve_connection(SocketIo::new(stream), svc);
             if let Err(e) = conn.await {
                 // clients such as ctr hang up without GOAWAY: that is normal
                 log::debug!("connection ended: {e}");
@@ -158,7 +158,7 @@ pub async fn connect(path: &Path) -> io::Result<Channel> {
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(1 << 20)
-        .handshake(FuturesIo::new(stream))
+        .handshake(SocketIo::new(stream))
         .await
         .map_err(io::Error::other)?;
     smol::spawn(async move {
@@ -182,5 +182,89 @@ impl Service<http::Request<Body>> for Channel {
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let fut = self.send.send_request(req);
         Box::pin(fut)
+    }
+}
+
+/// Bytes read from the socket per syscall.
+const READ_CHUNK: usize = 256 << 10;
+
+/// A UNIX socket as hyper IO. Reads land in an initialised buffer of [`READ_CHUNK`] bytes and
+/// reach hyper through the safe `put_slice`: one `recv` per 256 KiB instead of one per 8 KiB
+/// (hyper's read size), and no zeroing of hyper's uninitialised buffer on every read.
+pub struct SocketIo {
+    inner: Async<UnixStream>,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl SocketIo {
+    /// Wraps a connected socket.
+    pub fn new(inner: Async<UnixStream>) -> Self {
+        SocketIo {
+            inner,
+            buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl hyper::rt::Read for SocketIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut cursor: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        use futures_lite::AsyncRead;
+        let this = self.get_mut();
+        if this.start == this.end {
+            match Pin::new(&mut this.inner).poll_read(cx, &mut this.buf) {
+                Poll::Ready(Ok(n)) => {
+                    this.start = 0;
+                    this.end = n;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = cursor.remaining().min(this.end - this.start);
+        cursor.put_slice(&this.buf[this.start..this.start + n]);
+        this.start += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl hyper::rt::Write for SocketIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        use futures_lite::AsyncWrite;
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use futures_lite::AsyncWrite;
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use futures_lite::AsyncWrite;
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use futures_lite::AsyncWrite;
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }

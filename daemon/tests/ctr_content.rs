@@ -14,6 +14,16 @@ fn ctr_suite(driver: &str) {
     let image = push_busybox(&reg, "test/busybox", "latest", 0);
     let d = Berthd::start(driver);
 
+    // events: subscribe first, then check the topics arrive with decodable payloads
+    let mut events = d
+        .ctr_cmd(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
     // version and plugins
     let v = d.ctr_ok(&["version"]);
     assert!(v.contains("Server:") && v.contains("UUID:"), "{v}");
@@ -158,6 +168,33 @@ fn ctr_suite(driver: &str) {
     let absent = format!("sha256:{}", "0".repeat(64));
     let e = d.ctr_err(&["content", "get", &absent]);
     assert!(e.contains("not found"), "{e}");
+
+    // the events seen so far: namespace and content topics, payloads decoded by ctr
+    events.kill().unwrap();
+    let out = events.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    for topic in [
+        "/namespaces/create",
+        "/namespaces/update",
+        "/namespaces/delete",
+        "/content/delete",
+        "/images/create",
+    ] {
+        assert!(
+            seen.contains(topic),
+            "ctr events missed {topic}:\n{seen}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        seen.contains("\"name\":\"team-a\""),
+        "event payloads decode: {seen}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("cannot unmarshal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // a non-empty namespace cannot be removed
     let e = d.ctr_err(&["namespaces", "rm", "default"]);

@@ -64,6 +64,11 @@ pub struct IngestArgs {
     /// Label for the stored blob, as key=value (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Also hash the file here and have berthd check its digest against ours at commit
+    /// (end-to-end verification; costs a second sha256 pass on this machine). berthd always
+    /// hashes what it receives; with --expected it checks against that digest instead.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// What is being ingested.
@@ -160,7 +165,7 @@ impl Source {
 /// What the reader thread sends.
 enum Chunk {
     Data(Bytes),
-    Done { digest: Digest, len: u64 },
+    Done { digest: Option<Digest>, len: u64 },
     Failed(io::Error),
 }
 
@@ -178,13 +183,15 @@ fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Reads `reader` to its end in 1 MiB chunks on a thread, hashing as it goes (continuing
-/// `hasher`, which covers the bytes before the reader's position).
+/// Reads `reader` to its end in 1 MiB chunks on a thread, hashing as it goes if given a
+/// `hasher` (which covers the bytes before the reader's position).
 fn spawn_reader(
     mut reader: Box<dyn Read + Send>,
-    mut hasher: Hasher,
+    mut hasher: Option<Hasher>,
+    start: u64,
     tx: async_channel::Sender<Chunk>,
 ) {
+    let mut len = start;
     std::thread::spawn(move || loop {
         let mut buf = vec![0u8; CHUNK];
         let n = match fill(&mut reader, &mut buf) {
@@ -196,19 +203,29 @@ fn spawn_reader(
         };
         if n > 0 {
             buf.truncate(n);
-            hasher.update(&buf);
+            len += n as u64;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf);
+            }
             if tx.send_blocking(Chunk::Data(Bytes::from(buf))).is_err() {
                 return;
             }
         }
         if n < CHUNK {
             let _ = tx.send_blocking(Chunk::Done {
-                digest: hasher.digest(),
-                len: hasher.len(),
+                digest: hasher.as_ref().map(Hasher::digest),
+                len,
             });
             return;
         }
     });
+}
+
+/// The first digest named in a status message (berthd says "content sha256:…: already exists").
+fn digest_in(message: &str) -> Option<Digest> {
+    message
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .find_map(|w| Digest::parse(w.trim_end_matches(':')).ok())
 }
 
 /// Hashes the first `n` bytes of `file` (on the blocking pool) and leaves it positioned at `n`.
@@ -434,7 +451,8 @@ pub async fn run(client: &Client, opts: Opts, args: IngestArgs) -> Result<()> {
     }
 
     let (ctx, crx) = async_channel::bounded(READ_AHEAD);
-    spawn_reader(source.into_reader(), hasher, ctx);
+    let local_hash = args.verify.then_some(hasher);
+    spawn_reader(source.into_reader(), local_hash, start, ctx);
     let pb = progress(opts, total);
     pb.set_position(start);
     pb.reset_eta();
@@ -505,7 +523,7 @@ pub async fn run(client: &Client, opts: Opts, args: IngestArgs) -> Result<()> {
             )));
         }
     }
-    if let Some(e) = expected {
+    if let (Some(e), Some(digest)) = (expected, digest) {
         if e != digest {
             return Err(Error::failed(format!(
                 "{name} has digest {digest}, not the expected {e}; nothing was committed (the \
@@ -518,23 +536,38 @@ pub async fn run(client: &Client, opts: Opts, args: IngestArgs) -> Result<()> {
             action: WriteAction::Commit as i32,
             total: offset as i64,
             offset: offset as i64,
-            expected: digest.to_string(),
+            expected: expected
+                .or(digest)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             labels: labels.into_iter().collect(),
             ..Default::default()
         })
         .await;
-    let status = match committed {
+    let (status, digest) = match committed {
         Ok(reply) => {
-            if reply.digest != digest.to_string() {
+            let committed = Digest::parse(&reply.digest).map_err(|e| {
+                Error::failed(format!("berthd committed {what} under a bad digest: {e}"))
+            })?;
+            if let Some(d) = expected.or(digest).filter(|d| *d != committed) {
                 return Err(Error::failed(format!(
-                    "berthd committed {what} as {}, but the bytes sent hash to {digest}",
-                    reply.digest
+                    "berthd committed {what} as {committed}, but the bytes sent hash to {d}"
                 )));
             }
             session.close().await;
-            "committed"
+            ("committed", committed)
         }
-        Err(s) if s.code() == Code::AlreadyExists => "already present",
+        Err(s) if s.code() == Code::AlreadyExists => {
+            match expected.or(digest).or_else(|| digest_in(s.message())) {
+                Some(d) => ("already present", d),
+                None => {
+                    return Err(Error::failed(format!(
+                        "{what}: berthd already has these bytes but did not say under which \
+                     digest; pass --verify to compute it here"
+                    )))
+                }
+            }
+        }
         Err(s) => return Err(fail(client.err(&what, &s))),
     };
     report(
