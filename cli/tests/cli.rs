@@ -523,11 +523,13 @@ fn expected_digest_mismatch_is_refused() {
         &wrong,
     ]);
     assert_eq!(out.status.code(), Some(1));
+    // berthd hashes what it received and refuses the commit, naming both digests
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("not the expected"),
-        "{}",
-        stderr(&out)
+        err.contains(&wrong) && err.contains(&Digest::sha256(b"some bytes").to_string()),
+        "{err}"
     );
+    assert!(!err.contains("resume"), "nothing is left to resume: {err}");
     assert_eq!(d.json(&["content", "ls"]), serde_json::json!([]));
 }
 

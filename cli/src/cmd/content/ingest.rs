@@ -568,6 +568,8 @@ pub async fn run(client: &Client, opts: Opts, args: IngestArgs) -> Result<()> {
                 }
             }
         }
+        // a size or digest mismatch: berthd dropped the ingest, nothing is kept to resume
+        Err(s) if s.code() == Code::FailedPrecondition => return Err(client.err(&what, &s)),
         Err(s) => return Err(fail(client.err(&what, &s))),
     };
     report(
