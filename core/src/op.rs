@@ -6,6 +6,17 @@
 
 use bytes::Bytes;
 
+/// True if `path` is a canonical relative Op path: not empty, not absolute, and without empty,
+/// `.` or `..` components. Every executor refuses other paths with `EINVAL`.
+#[must_use]
+pub fn is_canonical_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
 /// A machine-chosen identifier for an Op, echoed back in its [`Completion`]. Opaque to drivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OpId(pub u64);

@@ -209,16 +209,7 @@ impl State {
         if self.crash_after.is_some_and(|n| self.ops > n) {
             return Err(e(name, errno::EIO));
         }
-        let check = |p: &str| {
-            if p.is_empty()
-                || p.starts_with('/')
-                || p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
-            {
-                Err(e(name, errno::EINVAL))
-            } else {
-                Ok(())
-            }
-        };
+        let check = |p: &str| crate::host::check_path(name, p);
         let mut short = None;
         match self.fault_for(&op, &path) {
             Some(Fault::Errno(n)) => return Err(e(name, n)),

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use berth_core::op::{errno, FileStat, Handle, OpError, OpKind, OpOutput, OpResult, OpenOptions};
+use berth_core::op::{
+    errno, is_canonical_path, FileStat, Handle, OpError, OpKind, OpOutput, OpResult, OpenOptions,
+};
 use berth_core::Instant;
 use bytes::Bytes;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
@@ -79,21 +81,17 @@ fn io_err(op: &'static str, e: std::io::Error) -> OpError {
     }
 }
 
-/// Refuses paths that are absolute, empty, or contain `.`/`..` components. Resolution beneath
-/// the root would stop an escape anyway; this keeps Op paths canonical.
-fn check_path(op: &'static str, path: &str) -> Result<(), OpError> {
-    if path.is_empty()
-        || path.starts_with('/')
-        || path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(OpError {
+/// Refuses non-canonical paths ([`is_canonical_path`]). Resolution beneath the root would stop
+/// an escape anyway; this keeps Op paths canonical.
+pub fn check_path(op: &'static str, path: &str) -> Result<(), OpError> {
+    if is_canonical_path(path) {
+        Ok(())
+    } else {
+        Err(OpError {
             op,
             errno: errno::EINVAL,
-        });
+        })
     }
-    Ok(())
 }
 
 fn split_parent(path: &str) -> (&str, &str) {
