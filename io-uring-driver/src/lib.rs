@@ -124,7 +124,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use berth_core::op::{errno, Handle, OpError, OpKind, OpOutput, OpResult, OpenOptions};
-use berth_drivers::host::RealHost;
+use berth_drivers::host::{check_path, RealHost};
 use berth_drivers::{Executor, OpFuture};
 
 use ring::{Request, RingHandle, Routes, Submission};
@@ -366,23 +366,6 @@ impl Future for Ready {
 
 fn ready(r: OpResult) -> OpFuture {
     Box::pin(Ready(Some(r)))
-}
-
-/// The same canonical-path rule as `RealHost`: relative, non-empty, no `.`, `..` or empty
-/// components. Resolution beneath the root would stop an escape anyway.
-fn check_path(op: &'static str, path: &str) -> Result<(), OpError> {
-    if path.is_empty()
-        || path.starts_with('/')
-        || path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(OpError {
-            op,
-            errno: errno::EINVAL,
-        });
-    }
-    Ok(())
 }
 
 /// The OPENAT2 request for an [`OpKind::Open`], with the flags `RealHost` uses.
