@@ -118,6 +118,11 @@ impl RealHost {
         })
     }
 
+    /// The root directory every path resolves beneath.
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
     /// The open handles.
     pub fn handles(&self) -> &HandleTable {
         &self.handles
@@ -236,7 +241,9 @@ impl RealHost {
         match op {
             OpKind::Mkdir { path, mode } => self.mkdir_all(&path, mode).map(|()| OpOutput::Done),
             OpKind::Open { path, options } => {
-                let fd = self.open_beneath(name, &path, open_flags(options), options.mode)?;
+                // openat2 refuses a mode without O_CREAT
+                let mode = if options.create { options.mode } else { 0 };
+                let fd = self.open_beneath(name, &path, open_flags(options), mode)?;
                 let size = rustix::fs::fstat(&fd).map_err(|e| err(name, e))?.st_size as u64;
                 Ok(OpOutput::Opened {
                     handle: self.handles.insert(fd),

@@ -196,10 +196,8 @@ impl UringExecutor {
     pub fn open_with(root: &Path, options: UringOptions) -> io::Result<Self> {
         let host = Arc::new(RealHost::open(root)?);
         let ring = if options.ring {
-            // `RealHost` keeps its root descriptor private, so the ring opens its own from the
-            // same path. (Only a rename of the root between the two opens could tell them
-            // apart; a `RealHost::root()` accessor would remove even that.)
-            let dir = open_root(root)?;
+            // the ring resolves opens beneath a duplicate of the host's own root descriptor
+            let dir = host.root().try_clone_to_owned()?;
             match ring::start(options.entries, dir, host.clone()) {
                 Ok(mut r) => {
                     for op in &options.without {
@@ -393,17 +391,7 @@ fn open_request(op: &'static str, path: &str, o: OpenOptions) -> Result<Request,
     Ok(Request::Open {
         path,
         flags: flags as u64,
-        mode: u64::from(o.mode),
+        // openat2 refuses a mode without O_CREAT
+        mode: if o.create { u64::from(o.mode) } else { 0 },
     })
-}
-
-/// Opens `root` as a directory for OPENAT2's `dirfd`.
-fn open_root(root: &Path) -> io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
-        root,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(fd)
 }
