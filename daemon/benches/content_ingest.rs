@@ -147,10 +147,21 @@ fn main() {
         sh("cut -d' ' -f1-3 /proc/loadavg").trim()
     );
 
+    // the floor: the same bytes written and fsynced on the same filesystem by dd
+    let mut floor = Vec::new();
     let mut containerd = Vec::new();
     let mut by_driver: Vec<(&str, Vec<f64>, Vec<f64>)> =
         vec![("smol", vec![], vec![]), ("io-uring", vec![], vec![])];
     for run in 0..runs {
+        let target = base.join(format!("floor-{run}"));
+        let t0 = Instant::now();
+        sh(&format!(
+            "dd if={} of={} bs=1M conv=fsync status=none",
+            input.display(),
+            target.display()
+        ));
+        floor.push(t0.elapsed().as_secs_f64());
+        let _ = std::fs::remove_file(&target);
         // containerd: remove the blob first so every run writes it anew
         let _ = Command::new("ctr")
             .arg("-a")
@@ -193,6 +204,13 @@ fn main() {
         }
     }
     let gbps = |t: f64| SIZE as f64 / t / 1e9;
+    let f = median(floor);
+    println!(
+        "{:<52} {:>7.3} s  {:>5.2} GB/s",
+        "floor: dd bs=1M conv=fsync, same filesystem",
+        f,
+        gbps(f)
+    );
     let c = median(containerd);
     println!(
         "{:<52} {:>7.3} s  {:>5.2} GB/s",
@@ -204,11 +222,12 @@ fn main() {
     for (driver, ctr_times, cli_times) in &by_driver {
         let b = median(ctr_times.clone());
         println!(
-            "{:<52} {:>7.3} s  {:>5.2} GB/s  {:.2}x containerd's throughput",
+            "{:<52} {:>7.3} s  {:>5.2} GB/s  {:.2}x containerd's throughput, {:.2}x the floor's time",
             format!("ctr content ingest -> berthd ({driver})"),
             b,
             gbps(b),
-            c / b
+            c / b,
+            b / f
         );
         if !cli_times.is_empty() {
             let cl = median(cli_times.clone());
