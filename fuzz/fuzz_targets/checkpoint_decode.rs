@@ -7,14 +7,10 @@
 //!   survive re-encoding.
 //! * `Hasher::import` on the raw bytes: whatever imports exports and re-imports to the same
 //!   hash.
-//!
-//! Known, open core bug `midstate-length-unchecked` (see `proptests/tests/core_bugs.rs`):
-//! `Hasher::import` accepts a midstate that does not cover the length it is given, and
-//! `digest()` on an absurd one overflows and panics. Such hashers are skipped unless
-//! `BERTH_KNOWN_BUGS=1`, which makes the target fail on them.
+//! * Every hasher that decodes or imports has a midstate covering exactly its length (the fix
+//!   of `midstate-length-unchecked`, see `proptests/tests/regressions.rs`: an inconsistent one
+//!   once imported, and `digest()` on an absurd one overflowed and panicked).
 #![no_main]
-
-use std::sync::OnceLock;
 
 use berth_core::content::checkpoint::{self, SLOT_LEN};
 use berth_core::digest::Hasher;
@@ -22,11 +18,6 @@ use berth_core::Digest;
 use libfuzzer_sys::fuzz_target;
 
 const SUM_AT: usize = SLOT_LEN - 32;
-
-fn include_known_bugs() -> bool {
-    static INCLUDE: OnceLock<bool> = OnceLock::new();
-    *INCLUDE.get_or_init(|| std::env::var_os("BERTH_KNOWN_BUGS").is_some_and(|v| v == "1"))
-}
 
 /// True if the exported midstate covers exactly `len` bytes: block count × block size +
 /// buffered bytes. Reads sha2 0.11's layout: `[version, algorithm, chaining state, block
@@ -50,26 +41,19 @@ fn midstate_covers(export: &[u8], len: u64) -> bool {
     blocks.checked_mul(block).and_then(|b| b.checked_add(pos)) == Some(u128::from(len))
 }
 
-/// True if `h` can be used; false (skip) for the known bug, or a failure with
-/// `BERTH_KNOWN_BUGS=1`.
-fn usable(h: &Hasher) -> bool {
-    if midstate_covers(&h.export(), h.len()) {
-        return true;
-    }
+/// Asserts that `Hasher::import` refused every midstate that does not cover its length.
+fn assert_covers(h: &Hasher) {
     assert!(
-        !include_known_bugs(),
-        "core bug midstate-length-unchecked: Hasher::import accepted a midstate that does not \
-         cover its {} bytes",
+        midstate_covers(&h.export(), h.len()),
+        "Hasher::import accepted a midstate that does not cover its {} bytes \
+         (midstate-length-unchecked)",
         h.len()
     );
-    false
 }
 
 fn check(cp: &checkpoint::Checkpoint) {
     assert_eq!(cp.hasher.len(), cp.offset);
-    if !usable(&cp.hasher) {
-        return;
-    }
+    assert_covers(&cp.hasher);
     let slot = checkpoint::encode(cp.seq, cp.total, cp.updated_at, &cp.hasher);
     let again = checkpoint::decode(&slot).expect("an encoded slot decodes");
     assert_eq!(
@@ -110,7 +94,8 @@ fuzz_target!(|data: &[u8]| {
         check(&cp);
     }
 
-    if let Some(h) = Hasher::import(state, data_len).ok().filter(usable) {
+    if let Ok(h) = Hasher::import(state, data_len) {
+        assert_covers(&h);
         let again = Hasher::import(&h.export(), h.len()).expect("an export imports");
         assert_eq!(again.digest(), h.digest());
         assert_eq!(again.algorithm(), h.algorithm());

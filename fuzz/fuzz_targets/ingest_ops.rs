@@ -46,6 +46,7 @@ enum At {
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum FuzzStage {
+    ZeroCheckpoint,
     Truncate,
     Data,
     State,
@@ -76,6 +77,9 @@ enum Expected {
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Point {
+    BeforeZeroCheckpoint,
+    TornZeroCheckpoint,
+    BeforeTruncate,
     BeforeData,
     BeforeState,
     TornState,
@@ -153,6 +157,7 @@ fn command(m: &Model, op: Operation) -> Command {
             data: data(d),
             fault: fault.map(|f| WriteFault {
                 stage: match f.stage {
+                    FuzzStage::ZeroCheckpoint => Stage::ZeroCheckpoint,
                     FuzzStage::Truncate => Stage::Truncate,
                     FuzzStage::Data => Stage::Data,
                     FuzzStage::State => Stage::State,
@@ -174,12 +179,15 @@ fn command(m: &Model, op: Operation) -> Command {
             expected: digest(m, expected),
         },
         Operation::Crash { lose_last_write } => Command::CrashReopen {
-            lose_last_write: lose_last_write && m.prev_append.is_some(),
+            lose_last_write: lose_last_write && m.prev_offset.is_some(),
         },
         Operation::CrashDuringWrite { at, data: d, point } => Command::CrashDuringWrite {
             offset: offset(m, at),
             data: data(d),
             point: match point {
+                Point::BeforeZeroCheckpoint => CrashPoint::BeforeZeroCheckpoint,
+                Point::TornZeroCheckpoint => CrashPoint::TornZeroCheckpoint,
+                Point::BeforeTruncate => CrashPoint::BeforeTruncate,
                 Point::BeforeData => CrashPoint::BeforeData,
                 Point::BeforeState => CrashPoint::BeforeState,
                 Point::TornState => CrashPoint::TornState,

@@ -14,6 +14,7 @@
 //! * that a machine which finished cleanly (committed, aborted, closed, mismatch) left no
 //!   handle open.
 
+use berth_core::content::checkpoint::SLOT_LEN;
 use berth_core::content::{Ingest, IngestError, IngestPaths, Input, OpenRequest, Recovery, Reply};
 use berth_core::digest::Hasher;
 use berth_core::op::{Completion, OpId};
@@ -361,6 +362,21 @@ impl Harness {
         });
     }
 
+    /// True if a write at `offset` is a rewrite: offset 0 over existing data.
+    fn is_rewrite(&self, offset: u64) -> bool {
+        offset == 0 && self.ingest.as_ref().is_some_and(|m| m.status().offset > 0)
+    }
+
+    /// How many `Write`s to the state file precede the final checkpoint of a write at `offset`:
+    /// those of a rewrite's zero checkpoint (one slot, in pieces when the host writes short).
+    fn zero_checkpoint_writes(&self, offset: u64) -> u32 {
+        if self.is_rewrite(offset) {
+            self.host.write_ops(SLOT_LEN)
+        } else {
+            0
+        }
+    }
+
     /// Performs `cmd` and checks its replies; `model` is the model *after* the command. Call
     /// [`Harness::check`] afterwards for the invariants.
     pub fn apply(&mut self, cmd: &Command, model: &Model) -> Result<(), String> {
@@ -379,10 +395,18 @@ impl Harness {
                 if let Some(f) = fault {
                     let action = Action::Fail(f.errno);
                     let piece = u32::from(f.piece);
+                    let zero = self.zero_checkpoint_writes(*offset);
                     match f.stage {
+                        // Only within the zero checkpoint: beyond it lies the final one.
+                        Stage::ZeroCheckpoint if piece < zero => {
+                            self.rule(Match::OpOn("write", state), piece, action);
+                        }
+                        Stage::ZeroCheckpoint => {}
                         Stage::Truncate => self.rule(Match::OpOn("truncate", data), piece, action),
                         Stage::Data => self.rule(Match::OpOn("write", data), piece, action),
-                        Stage::State => self.rule(Match::OpOn("write", state), piece, action),
+                        Stage::State => {
+                            self.rule(Match::OpOn("write", state), zero + piece, action);
+                        }
                     }
                 }
                 let ran = self.request(Input::Write {
@@ -429,16 +453,28 @@ impl Harness {
                 data: bytes,
                 point,
             } => {
+                // Rules for Ops the write does not have never fire: it completes.
+                let zero = self.zero_checkpoint_writes(*offset);
                 match point {
+                    CrashPoint::BeforeZeroCheckpoint if zero > 0 => {
+                        self.rule(Match::OpOn("write", state), 0, Action::Crash);
+                    }
+                    CrashPoint::TornZeroCheckpoint if zero > 0 => {
+                        self.rule(Match::OpOn("write", state), 0, Action::TornCrash);
+                    }
+                    CrashPoint::BeforeZeroCheckpoint | CrashPoint::TornZeroCheckpoint => {}
+                    CrashPoint::BeforeTruncate => {
+                        self.rule(Match::OpOn("truncate", data), 0, Action::Crash);
+                    }
                     CrashPoint::BeforeData => {
                         self.rule(Match::OpOn("write", data), 0, Action::Crash);
-                        self.rule(Match::OpOn("write", state), 0, Action::Crash);
+                        self.rule(Match::OpOn("write", state), zero, Action::Crash);
                     }
                     CrashPoint::BeforeState => {
-                        self.rule(Match::OpOn("write", state), 0, Action::Crash);
+                        self.rule(Match::OpOn("write", state), zero, Action::Crash);
                     }
                     CrashPoint::TornState => {
-                        self.rule(Match::OpOn("write", state), 0, Action::TornCrash);
+                        self.rule(Match::OpOn("write", state), zero, Action::TornCrash);
                     }
                 }
                 let ran = self.request(Input::Write {

@@ -160,6 +160,23 @@ impl MemHost {
             .collect()
     }
 
+    /// How many `Write` Ops a writer that carries on after short writes needs for `len` bytes
+    /// on this host: one, or more while [`MemHost::short_writes`] is on.
+    #[must_use]
+    pub fn write_ops(&self, len: usize) -> u32 {
+        let mut left = len;
+        let mut ops = 0;
+        while left > 0 {
+            left -= if self.short_writes && left >= 2 {
+                left / 2
+            } else {
+                left
+            };
+            ops += 1;
+        }
+        ops
+    }
+
     /// Number of open handles.
     #[must_use]
     pub fn open_handles(&self) -> usize {

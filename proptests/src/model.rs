@@ -7,8 +7,13 @@
 //! shrunk sequence stays meaningful: the model decides whether that value is right *now*.
 //!
 //! Physical faults are modelled by where they strike in the Ops of one write, which is fixed by
-//! the contract: a rewrite (offset 0 over existing data) first truncates the data file, then the
-//! data is written (in pieces when the host writes short), then one checkpoint slot.
+//! the contract. An append writes the data (in pieces when the host writes short), then one
+//! checkpoint slot. A rewrite (offset 0 over existing data) first writes a checkpoint of offset 0
+//! with a fresh hash under a new seq (the *zero checkpoint*), then truncates the data file, then
+//! writes the data and the checkpoint slot as an append does. Once the zero checkpoint is down,
+//! offset 0 is where the rewrite falls back to: a failure or a crash after it leaves the ingest
+//! at 0 (old bytes may linger past 0 in the data file; resume and commit truncate them). A
+//! failure or crash in the zero checkpoint itself leaves the old offset and the old bytes.
 //!
 //! Like [`crate::host`], this file depends on `berth-core` and `std` only, so the fuzz targets
 //! include it with `#[path]`.
@@ -19,14 +24,18 @@ use berth_core::digest::{Algorithm, Hasher};
 use berth_core::op::errno;
 use berth_core::Digest;
 
-/// Where in a write an injected errno strikes.
+/// Where in a write an injected errno strikes, in the order of the write's Ops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The `Truncate` of the data file that starts a rewrite (absent for an append).
+    /// The n-th `Write` of a rewrite's zero checkpoint to the state file (absent for an append).
+    ZeroCheckpoint,
+    /// The `Truncate` of the data file that follows a rewrite's zero checkpoint (absent for an
+    /// append).
     Truncate,
     /// The n-th `Write` to the data file (absent for empty data).
     Data,
-    /// The n-th `Write` to the state file (the checkpoint slot).
+    /// The n-th `Write` of the checkpoint slot that ends the write (after a rewrite's zero
+    /// checkpoint).
     State,
 }
 
@@ -41,16 +50,47 @@ pub struct WriteFault {
     pub errno: i32,
 }
 
-/// Where a crash strikes during a write.
+/// Where a crash strikes during a write, in the order of the write's Ops.
+///
+/// The first three exist only in a rewrite: an append has no zero checkpoint and no truncate,
+/// so it runs to its end and the crash follows it, between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
-    /// Before the first `Write` of data (after a rewrite's truncate), or before the checkpoint
-    /// write when there is no data.
+    /// Before a rewrite's zero checkpoint is written.
+    BeforeZeroCheckpoint,
+    /// Half of a rewrite's zero checkpoint slot lands, then the crash.
+    TornZeroCheckpoint,
+    /// After a rewrite's zero checkpoint, before its truncate.
+    BeforeTruncate,
+    /// Before the first `Write` of data (after a rewrite's truncate), or before the final
+    /// checkpoint write when there is no data.
     BeforeData,
-    /// After all data, before the checkpoint slot is written.
+    /// After all data, before the final checkpoint slot is written.
     BeforeState,
-    /// Half of the checkpoint slot lands, then the crash.
+    /// Half of the final checkpoint slot lands, then the crash.
     TornState,
+}
+
+impl CrashPoint {
+    /// True if the point lies in the Ops only a rewrite has.
+    #[must_use]
+    pub fn rewrite_only(self) -> bool {
+        matches!(
+            self,
+            CrashPoint::BeforeZeroCheckpoint
+                | CrashPoint::TornZeroCheckpoint
+                | CrashPoint::BeforeTruncate
+        )
+    }
+
+    /// True if the point lies before a rewrite's zero checkpoint is whole.
+    #[must_use]
+    pub fn before_zero_checkpoint(self) -> bool {
+        matches!(
+            self,
+            CrashPoint::BeforeZeroCheckpoint | CrashPoint::TornZeroCheckpoint
+        )
+    }
 }
 
 /// One step of a test.
@@ -82,7 +122,7 @@ pub enum Command {
     },
     /// Kill the machine between requests, then open the ref again.
     CrashReopen {
-        /// Also lose the host's last unsynced `Write` (only after a successful append).
+        /// Also lose the host's last unsynced `Write` (only after a successful write).
         lose_last_write: bool,
     },
     /// Start a write, crash at `point`, then open the ref again.
@@ -186,9 +226,13 @@ pub struct Model {
     pub armed: Option<i32>,
     /// The host writes short.
     pub short_writes: bool,
-    /// The offset before the last request, if that request was a successful append (so the
-    /// host's last write is its checkpoint slot, and losing it goes back to this offset).
-    pub prev_append: Option<u64>,
+    /// Where losing the host's last write goes back to, if the last request was a successful
+    /// write (so the host's last write is its final checkpoint slot): after an append, the
+    /// offset before it; after a rewrite, 0 (its zero checkpoint outranks the old slots).
+    pub prev_offset: Option<u64>,
+    /// The last request was a successful rewrite without data: its two checkpoint slots were
+    /// the host's last write (one burst to the state file), after its truncate.
+    pub prev_empty_rewrite: bool,
     /// What the last command must have produced.
     pub expect: Vec<Expect>,
 }
@@ -201,18 +245,17 @@ impl Default for Model {
 
 /// Core bugs that commands of this model run into, still open, by id. The model states the
 /// correct behaviour; [`Model::known_core_bug`] lets tests steer around these meanwhile.
-/// (Two more open bugs, `restart-keeps-stale-checkpoints` and `midstate-length-unchecked`,
-/// need damage from outside that the model does not generate: see `tests/core_bugs.rs`.)
+/// Reproducers, `#[ignore]`d, are in `tests/core_bugs.rs`.
 ///
-/// * `rewrite-rollback`: a write at offset 0 over existing data truncates the data file, and
-///   when a later Op of that write fails, the machine rolls back to the old offset and hash.
-///   The bytes they describe are gone from the data file, so the ingest now claims data it does
-///   not have (and a commit would store other bytes under the old digest).
-/// * `rewrite-crash`: a crash during such a rewrite, after the truncate and before the new
-///   checkpoint, leaves the old checkpoint slots in the state file. Resume trusts any slot whose
-///   offset the data file's length covers, so it resumes with the hash of the old bytes over
-///   the new ones.
-pub const KNOWN_CORE_BUGS: [&str; 2] = ["rewrite-rollback", "rewrite-crash"];
+/// * `stale-slot-resurrected`: a successful rewrite without data, then a crash that loses the
+///   host's last write: both its checkpoint slots go, its truncate stays. The ingest resumes
+///   at 0 over the empty data file (right), but the slots of the old bytes stay whole in the
+///   state file and no slot describes offset 0. Until the next checkpoint lands, an append
+///   that crashes before its checkpoint (or whose checkpoint write fails, then a reopen)
+///   lengthens the data file until it covers an old slot, and resume takes that slot: the
+///   hash of the old bytes over the new ones. The model would have to skip those later
+///   commands; it skips the lossy crash that sets the stage instead.
+pub const KNOWN_CORE_BUGS: [&str; 1] = ["stale-slot-resurrected"];
 
 /// The errnos faults are drawn from.
 pub const FAULT_ERRNOS: [i32; 2] = [errno::ENOSPC, errno::EIO];
@@ -228,7 +271,8 @@ impl Model {
             blobs: BTreeMap::new(),
             armed: None,
             short_writes: false,
-            prev_append: None,
+            prev_offset: None,
+            prev_empty_rewrite: false,
             expect: Vec::new(),
         }
     }
@@ -260,33 +304,20 @@ impl Model {
             Command::FaultNextOp { .. } | Command::ShortWrites(_) | Command::Reopen { .. } => true,
             Command::CrashReopen {
                 lose_last_write: true,
-            } => self.life == Life::Open && self.prev_append.is_some(),
+            } => self.life == Life::Open && self.prev_offset.is_some(),
             _ => self.life == Life::Open,
         }
     }
 
     /// The known core bug `cmd` would run into now, if any: see [`KNOWN_CORE_BUGS`]. Tests
     /// skip such commands unless `BERTH_KNOWN_BUGS=1`, so the rest of the model keeps guarding
-    /// while a bug is open; the reproducers in `tests/core_bugs.rs` fail until it is fixed.
+    /// while a bug is open.
     #[must_use]
     pub fn known_core_bug(&self, cmd: &Command) -> Option<&'static str> {
         match cmd {
-            Command::Write {
-                offset,
-                data,
-                fault: Some(f),
-            } if self.armed.is_none()
-                && self.is_rewrite(*offset)
-                && f.stage != Stage::Truncate
-                && self.fault_strikes(*offset, data, *f) =>
-            {
-                Some(KNOWN_CORE_BUGS[0])
-            }
-            Command::CrashDuringWrite { offset, .. }
-                if self.armed.is_none() && self.is_rewrite(*offset) =>
-            {
-                Some(KNOWN_CORE_BUGS[1])
-            }
+            Command::CrashReopen {
+                lose_last_write: true,
+            } if self.prev_empty_rewrite => Some(KNOWN_CORE_BUGS[0]),
             _ => None,
         }
     }
@@ -296,7 +327,7 @@ impl Model {
         offset != self.offset() && offset != 0
     }
 
-    /// True if a write at `offset` rewrites existing data (it truncates first).
+    /// True if a write at `offset` rewrites existing data (zero checkpoint, truncate, write).
     fn is_rewrite(&self, offset: u64) -> bool {
         offset == 0 && !self.bytes.is_empty()
     }
@@ -304,7 +335,8 @@ impl Model {
     /// True if the Op `fault` names happens in a write of `data` at `offset`.
     fn fault_strikes(&self, offset: u64, data: &[u8], fault: WriteFault) -> bool {
         match (fault.stage, fault.piece) {
-            (Stage::Truncate, 0) => self.is_rewrite(offset),
+            (Stage::ZeroCheckpoint, 0) | (Stage::Truncate, 0) => self.is_rewrite(offset),
+            (Stage::ZeroCheckpoint, 1) => self.is_rewrite(offset) && self.short_writes,
             (Stage::Data, 0) => !data.is_empty(),
             (Stage::Data, 1) => self.short_writes && data.len() >= 2,
             (Stage::State, 0) => true,
@@ -313,10 +345,10 @@ impl Model {
         }
     }
 
-    /// A write fails after its Ops began. Nothing changes, except that a rewrite whose
-    /// truncate already happened has lost the old bytes: the only honest offset is then 0.
-    fn write_failed(&mut self, offset: u64, truncated: bool) {
-        if truncated && self.is_rewrite(offset) {
+    /// A write fails after its Ops began. Nothing changes, except that a rewrite whose zero
+    /// checkpoint is down falls back to it: offset 0 (its truncate may have taken the old bytes).
+    fn write_failed(&mut self, offset: u64, zero_checkpoint_down: bool) {
+        if zero_checkpoint_down && self.is_rewrite(offset) {
             self.bytes.clear();
         }
         self.expect.push(Expect::IoError);
@@ -336,13 +368,15 @@ impl Model {
             return;
         }
         if let Some(f) = fault.filter(|f| self.fault_strikes(offset, data, *f)) {
-            self.write_failed(offset, f.stage != Stage::Truncate);
+            self.write_failed(offset, f.stage != Stage::ZeroCheckpoint);
             return;
         }
         if self.is_rewrite(offset) {
             self.bytes.clear();
+            self.prev_offset = Some(0);
+            self.prev_empty_rewrite = data.is_empty();
         } else {
-            self.prev_append = Some(self.offset());
+            self.prev_offset = Some(self.offset());
         }
         self.bytes.extend_from_slice(data);
         self.expect.push(Expect::Status {
@@ -381,8 +415,9 @@ impl Model {
     /// Applies `cmd`, recording in [`Model::expect`] what the system must answer.
     pub fn apply(&mut self, cmd: &Command) {
         self.expect.clear();
-        // Only a successful append leaves its checkpoint as the host's last write.
-        let prev_append = self.prev_append.take();
+        // Only a successful write leaves its final checkpoint as the host's last write.
+        let prev_offset = self.prev_offset.take();
+        let prev_empty_rewrite = std::mem::take(&mut self.prev_empty_rewrite);
         match cmd {
             Command::Write {
                 offset,
@@ -437,14 +472,18 @@ impl Model {
             }
             Command::CrashReopen { lose_last_write } => {
                 if *lose_last_write {
-                    if let Some(prev) = prev_append {
+                    if let Some(prev) = prev_offset {
                         self.bytes.truncate(prev as usize);
                     }
                 }
                 self.life = Life::Resumable;
                 self.reopen(None);
             }
-            Command::CrashDuringWrite { offset, point, .. } => {
+            Command::CrashDuringWrite {
+                offset,
+                data,
+                point,
+            } => {
                 if self.out_of_range(*offset) {
                     self.expect.push(Expect::OutOfRange {
                         requested: *offset,
@@ -454,26 +493,35 @@ impl Model {
                     // The write fails on its first Op, before the crash point; the crash then
                     // happens between requests.
                     self.write_failed(*offset, false);
+                } else if point.rewrite_only() && !self.is_rewrite(*offset) {
+                    // An append has no such Op: it completes, and the crash follows it.
+                    self.write(*offset, data, None);
                 } else {
                     self.expect.push(Expect::Crashed);
-                    // The write never completed, so no checkpoint covers it. An append resumes
-                    // where it was. A rewrite had truncated the data file (every crash point is
-                    // after the truncate): the old bytes are gone and resume must start at 0.
-                    let _ = point;
-                    if self.is_rewrite(*offset) {
+                    // The write never completed, so its final checkpoint is not down. An append
+                    // resumes where it was. A rewrite whose zero checkpoint is whole resumes
+                    // from it, at 0 (its truncate may have taken the old bytes); one that
+                    // crashed before that resumes from the old checkpoint, over the old bytes.
+                    if self.is_rewrite(*offset) && !point.before_zero_checkpoint() {
                         self.bytes.clear();
                     }
                 }
+                // The crash settles the host's last write (nothing was lost): no later crash
+                // can lose it.
+                self.prev_offset = None;
+                self.prev_empty_rewrite = false;
                 self.life = Life::Resumable;
                 self.reopen(None);
             }
             Command::FaultNextOp { errno } => {
                 self.armed = Some(*errno);
-                self.prev_append = prev_append;
+                self.prev_offset = prev_offset;
+                self.prev_empty_rewrite = prev_empty_rewrite;
             }
             Command::ShortWrites(on) => {
                 self.short_writes = *on;
-                self.prev_append = prev_append;
+                self.prev_offset = prev_offset;
+                self.prev_empty_rewrite = prev_empty_rewrite;
             }
         }
     }

@@ -54,7 +54,14 @@ fn offset(cur: u64) -> impl Strategy<Value = u64> {
 
 fn fault() -> impl Strategy<Value = WriteFault> {
     (
-        select(&[Stage::Truncate, Stage::Data, Stage::State][..]),
+        select(
+            &[
+                Stage::ZeroCheckpoint,
+                Stage::Truncate,
+                Stage::Data,
+                Stage::State,
+            ][..],
+        ),
         0u8..2,
         errno(),
     )
@@ -104,13 +111,16 @@ impl ReferenceStateMachine for IngestModel {
         ];
         let size =
             prop_oneof![2 => Just(cur), 2 => Just(0), 1 => (1u64..8).prop_map(move |d| cur + d)];
-        let lose_last = if state.prev_append.is_some() {
+        let lose_last = if state.prev_offset.is_some() {
             any::<bool>().boxed()
         } else {
             Just(false).boxed()
         };
         let point = select(
             &[
+                CrashPoint::BeforeZeroCheckpoint,
+                CrashPoint::TornZeroCheckpoint,
+                CrashPoint::BeforeTruncate,
                 CrashPoint::BeforeData,
                 CrashPoint::BeforeState,
                 CrashPoint::TornState,

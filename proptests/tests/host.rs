@@ -253,3 +253,27 @@ fn stat_readdir_and_remove_report_like_posix() {
         OpOutput::Data(b"bc".to_vec().into())
     );
 }
+
+#[test]
+fn write_ops_counts_the_writes_of_short_writing() {
+    let mut host = MemHost::new();
+    mkdir(&mut host, "d");
+    let h = open(&mut host, "d/f");
+    for short in [false, true] {
+        host.short_writes = short;
+        for len in [0usize, 1, 2, 3, 7, 512] {
+            let data = vec![7u8; len];
+            let mut at = 0;
+            let mut ops = 0;
+            while at < len {
+                let OpOutput::Written(n) = write(&mut host, h, at as u64, &data[at..]) else {
+                    panic!("not a write");
+                };
+                at += n as usize;
+                ops += 1;
+            }
+            assert_eq!(host.write_ops(len), ops, "short {short}, {len} bytes");
+        }
+    }
+    assert_eq!(host.write_ops(512), 10);
+}

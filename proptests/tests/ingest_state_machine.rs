@@ -6,7 +6,7 @@ use berth_proptests::strategy::IngestSut;
 use proptest::test_runner::Config;
 use proptest_state_machine::prop_state_machine;
 
-/// 2048 cases of up to 64 commands unless `PROPTEST_CASES` says otherwise (about 3 s in a
+/// 2048 cases of up to 64 commands unless `PROPTEST_CASES` says otherwise (about 4 s in a
 /// debug build). Commands that run into a known open core bug are not generated unless
 /// `BERTH_KNOWN_BUGS=1` (see `model::KNOWN_CORE_BUGS` and `tests/core_bugs.rs`).
 fn config() -> Config {
