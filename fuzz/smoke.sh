@@ -4,7 +4,6 @@
 #
 #   fuzz/smoke.sh                 # every target, 20 s each
 #   FUZZ_SECONDS=300 fuzz/smoke.sh ingest_ops
-#   BERTH_KNOWN_BUGS=1 fuzz/smoke.sh ingest_ops   # also drive into known, open core bugs
 #
 # Toolchain: cargo-fuzz passes nightly-only flags (-Zsanitizer=address, ...). Machines of this
 # project carry only the stable toolchain, so the script sets RUSTC_BOOTSTRAP=1, which lets

@@ -7,12 +7,9 @@
 //! alone and the fuzzer and the proptests can never drift apart. Only the input type is this
 //! file's own: an `Arbitrary` operation list, resolved against the model's state into the
 //! model's `Command`s (so "write at the current offset" stays meaningful as libFuzzer mutates).
-//!
-//! Commands that run into a known, still open core bug (`model::KNOWN_CORE_BUGS`) are skipped
-//! unless `BERTH_KNOWN_BUGS=1`, as in the proptests.
+
 #![no_main]
 
-use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use berth_core::digest::{Algorithm, Hasher};
@@ -198,11 +195,6 @@ fn command(m: &Model, op: Operation) -> Command {
     }
 }
 
-fn include_known_bugs() -> bool {
-    static INCLUDE: OnceLock<bool> = OnceLock::new();
-    *INCLUDE.get_or_init(|| std::env::var_os("BERTH_KNOWN_BUGS").is_some_and(|v| v == "1"))
-}
-
 fuzz_target!(|ops: Vec<Operation>| {
     let mut model = Model::new();
     let mut sut = match harness::Harness::new() {
@@ -216,7 +208,7 @@ fuzz_target!(|ops: Vec<Operation>| {
             // Most commands need an open ingest: open it rather than waste the operation.
             cmd = Command::Reopen { expected: None };
         }
-        if !model.allows(&cmd) || (!include_known_bugs() && model.known_core_bug(&cmd).is_some()) {
+        if !model.allows(&cmd) {
             continue;
         }
         model.apply(&cmd);

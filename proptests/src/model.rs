@@ -230,9 +230,6 @@ pub struct Model {
     /// write (so the host's last write is its final checkpoint slot): after an append, the
     /// offset before it; after a rewrite, 0 (its zero checkpoint outranks the old slots).
     pub prev_offset: Option<u64>,
-    /// The last request was a successful rewrite without data: its two checkpoint slots were
-    /// the host's last write (one burst to the state file), after its truncate.
-    pub prev_empty_rewrite: bool,
     /// What the last command must have produced.
     pub expect: Vec<Expect>,
 }
@@ -242,20 +239,6 @@ impl Default for Model {
         Model::new()
     }
 }
-
-/// Core bugs that commands of this model run into, still open, by id. The model states the
-/// correct behaviour; [`Model::known_core_bug`] lets tests steer around these meanwhile.
-/// Reproducers, `#[ignore]`d, are in `tests/core_bugs.rs`.
-///
-/// * `stale-slot-resurrected`: a successful rewrite without data, then a crash that loses the
-///   host's last write: both its checkpoint slots go, its truncate stays. The ingest resumes
-///   at 0 over the empty data file (right), but the slots of the old bytes stay whole in the
-///   state file and no slot describes offset 0. Until the next checkpoint lands, an append
-///   that crashes before its checkpoint (or whose checkpoint write fails, then a reopen)
-///   lengthens the data file until it covers an old slot, and resume takes that slot: the
-///   hash of the old bytes over the new ones. The model would have to skip those later
-///   commands; it skips the lossy crash that sets the stage instead.
-pub const KNOWN_CORE_BUGS: [&str; 1] = ["stale-slot-resurrected"];
 
 /// The errnos faults are drawn from.
 pub const FAULT_ERRNOS: [i32; 2] = [errno::ENOSPC, errno::EIO];
@@ -272,7 +255,6 @@ impl Model {
             armed: None,
             short_writes: false,
             prev_offset: None,
-            prev_empty_rewrite: false,
             expect: Vec::new(),
         }
     }
@@ -306,19 +288,6 @@ impl Model {
                 lose_last_write: true,
             } => self.life == Life::Open && self.prev_offset.is_some(),
             _ => self.life == Life::Open,
-        }
-    }
-
-    /// The known core bug `cmd` would run into now, if any: see [`KNOWN_CORE_BUGS`]. Tests
-    /// skip such commands unless `BERTH_KNOWN_BUGS=1`, so the rest of the model keeps guarding
-    /// while a bug is open.
-    #[must_use]
-    pub fn known_core_bug(&self, cmd: &Command) -> Option<&'static str> {
-        match cmd {
-            Command::CrashReopen {
-                lose_last_write: true,
-            } if self.prev_empty_rewrite => Some(KNOWN_CORE_BUGS[0]),
-            _ => None,
         }
     }
 
@@ -374,7 +343,6 @@ impl Model {
         if self.is_rewrite(offset) {
             self.bytes.clear();
             self.prev_offset = Some(0);
-            self.prev_empty_rewrite = data.is_empty();
         } else {
             self.prev_offset = Some(self.offset());
         }
@@ -417,7 +385,6 @@ impl Model {
         self.expect.clear();
         // Only a successful write leaves its final checkpoint as the host's last write.
         let prev_offset = self.prev_offset.take();
-        let prev_empty_rewrite = std::mem::take(&mut self.prev_empty_rewrite);
         match cmd {
             Command::Write {
                 offset,
@@ -509,19 +476,16 @@ impl Model {
                 // The crash settles the host's last write (nothing was lost): no later crash
                 // can lose it.
                 self.prev_offset = None;
-                self.prev_empty_rewrite = false;
                 self.life = Life::Resumable;
                 self.reopen(None);
             }
             Command::FaultNextOp { errno } => {
                 self.armed = Some(*errno);
                 self.prev_offset = prev_offset;
-                self.prev_empty_rewrite = prev_empty_rewrite;
             }
             Command::ShortWrites(on) => {
                 self.short_writes = *on;
                 self.prev_offset = prev_offset;
-                self.prev_empty_rewrite = prev_empty_rewrite;
             }
         }
     }

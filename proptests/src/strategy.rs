@@ -72,12 +72,6 @@ fn fault() -> impl Strategy<Value = WriteFault> {
         })
 }
 
-/// True if `BERTH_KNOWN_BUGS=1`: generate commands that run into known core bugs too.
-#[must_use]
-pub fn include_known_bugs() -> bool {
-    std::env::var_os("BERTH_KNOWN_BUGS").is_some_and(|v| v == "1")
-}
-
 /// The model of an ingest as a proptest reference state machine.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestModel;
@@ -155,7 +149,7 @@ impl ReferenceStateMachine for IngestModel {
     }
 
     fn preconditions(state: &Model, cmd: &Command) -> bool {
-        state.allows(cmd) && (include_known_bugs() || state.known_core_bug(cmd).is_none())
+        state.allows(cmd)
     }
 
     fn apply(mut state: Model, cmd: &Command) -> Model {

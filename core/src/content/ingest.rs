@@ -251,6 +251,8 @@ enum AfterCheckpoint {
     Finish,
     /// A rewrite from offset 0: the zero checkpoint is down, now truncate and write `data`.
     Rewrite { data: Bytes },
+    /// A reopen: the resumed state now outranks every older slot; the ingest is open.
+    Reopened { recovery: Recovery },
 }
 
 /// What to do when the outstanding Op completes.
@@ -899,7 +901,9 @@ impl Ingest {
                     Some(reason) => Recovery::Restarted { reason },
                     None => Recovery::Resumed { offset, discarded },
                 };
-                self.opened(recovery);
+                // Checkpoint the state resumed at under a seq above every slot in the file, so
+                // no stale slot can describe bytes written from now on.
+                self.write_checkpoint(AfterCheckpoint::Reopened { recovery });
             }
             // ---- write -----------------------------------------------------------------
             (Step::TruncateForRewrite { data }, Ok(_)) => {
@@ -967,6 +971,10 @@ impl Ingest {
                             self.undo = None;
                             let status = self.status();
                             self.finish(Ok(Reply::Status(status)));
+                        }
+                        AfterCheckpoint::Reopened { recovery } => {
+                            self.undo = None;
+                            self.opened(recovery);
                         }
                         AfterCheckpoint::Rewrite { data } => {
                             // offset 0 is now durable: a later failure rolls back to it
