@@ -112,6 +112,13 @@ fn run(cfg: Config) -> Result<(), String> {
 }
 
 fn main() {
+    // smol's global executor runs one thread unless told otherwise. berthd wants one per core
+    // (at least two): an ingest's worker hashes a chunk while the connection task receives the
+    // next. Set before anything touches the executor; an explicit SMOL_THREADS wins.
+    if std::env::var_os("SMOL_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        std::env::set_var("SMOL_THREADS", n.to_string());
+    }
     let flags = Flags::parse();
     let cfg = match Config::resolve(flags) {
         Ok(c) => c,
