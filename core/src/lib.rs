@@ -121,12 +121,16 @@
 //! * [`content`]: the `Ingest` machine.
 //! * [`metadata`]: namespace, label and lease rules.
 //! * [`events`]: event topics.
+//! * [`image`]: references, media types, manifests, platforms, chain IDs.
+//! * [`archive`]: gzip/zstd decoding, tar parsing, layer application.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 pub mod events;
+pub mod image;
 pub mod machine;
 pub mod metadata;
 pub mod op;

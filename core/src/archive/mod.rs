@@ -1,0 +1,1 @@
+//! Archives: push decoders for gzip and zstd, a push tar parser, and the layer machines.

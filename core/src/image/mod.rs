@@ -1,0 +1,1 @@
+//! Images: references, media types, index/manifest/config, platform matching, chain IDs.
