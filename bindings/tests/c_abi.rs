@@ -1,4 +1,4 @@
-//! Runs the C tests (`tests/run-c-tests.sh`) against the staticlib cargo just built, so that
+//! Runs the C tests (`tests/run-c-tests.sh`) against the crate's staticlib, so that
 //! `cargo test -p berth-ffi` covers the ABI from C: ASan/UBSan-instrumented C tests, the C++
 //! header check and the header drift check. Skipped, with a message, only if gcc is missing.
 
@@ -30,10 +30,24 @@ fn c_tests_pass() {
         println!("SKIPPED: {cc} is not installed, so the C tests of berth-ffi did not run");
         return;
     }
+    // `cargo test` of the whole workspace builds this crate as an rlib only: build the
+    // staticlib of the same profile explicitly (cheap when it is up to date).
     let lib = staticlib();
+    let profile = lib
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|p| p.to_str())
+        .unwrap_or("debug");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "-p", "berth-ffi", "--lib"]);
+    if profile == "release" {
+        build.arg("--release");
+    }
+    let built = build.status().expect("run cargo build -p berth-ffi");
+    assert!(built.success(), "cargo build -p berth-ffi failed");
     assert!(
         lib.is_file(),
-        "staticlib not found at {} (cargo builds it with the test)",
+        "staticlib not found at {} after cargo build",
         lib.display()
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run-c-tests.sh");

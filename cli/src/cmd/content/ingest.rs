@@ -40,9 +40,9 @@ use crate::cmd::stdout_err;
 use crate::error::{Error, Result};
 use crate::{output, parse, Opts};
 
-/// Bytes per WRITE message. containerd's clients send 1 MiB; within the 16 MiB message limit,
-/// fewer, larger messages cost less per byte.
-const CHUNK: usize = 4 << 20;
+/// Bytes per WRITE message, as containerd's clients send. (4 MiB measured no faster, and a
+/// stdin ingest would sit on a partly filled chunk longer.)
+const CHUNK: usize = 1 << 20;
 /// Chunks the reader thread may read ahead.
 const READ_AHEAD: usize = 4;
 /// How long to wait for a ref held by another writer (e.g. a killed client whose connection
