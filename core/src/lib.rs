@@ -123,6 +123,7 @@
 //! * [`events`]: event topics.
 //! * [`image`]: references, media types, manifests, platforms, chain IDs.
 //! * [`archive`]: gzip/zstd decoding, tar parsing, layer application.
+//! * [`snapshot`]: the snapshot tree and its mounts.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -134,6 +135,7 @@ pub mod image;
 pub mod machine;
 pub mod metadata;
 pub mod op;
+pub mod snapshot;
 mod time;
 
 pub use digest::{Algorithm, Digest, DigestError};
