@@ -2,7 +2,7 @@
 //!
 //! A [`Decoder`] takes compressed input in chunks of any size ([`Decoder::push`]) and hands
 //! decompressed output back in chunks of at most [`Decoder::chunk_size`] bytes
-//! ([`Decoder::poll`]). It never does IO and never holds more than one output chunk: a small
+//! ([`Decoder::poll`]; uncompressed input passes through in the chunks it came in). It never does IO and never holds more than one output chunk: a small
 //! input that inflates hugely is drained chunk by chunk, so a decompression bomb costs time,
 //! not memory. [`Decoder::finish`] declares the end of input and checks that the stream ended
 //! where a stream may end; it returns the diff ID (sha256 of the uncompressed bytes) and the
@@ -35,6 +35,17 @@
 //!
 //! Errors are latched: once `push`, `poll` or `finish` has returned an error, every later call
 //! returns the same error.
+//!
+//! Stream rules, as Go's readers (containerd's) apply them:
+//!
+//! * [`Compression::None`] passes pushed chunks through as they are (no copy, no re-chunking).
+//! * gzip: members may be concatenated; anything else after a member, zero padding included,
+//!   is a [`DecodeError::GzipHeader`]; each member's CRC-32 and length are checked, and the
+//!   header CRC when the header carries one. An empty input is [`DecodeError::Truncated`].
+//! * zstd: frames and skippable frames may be concatenated. The window is limited to libzstd's
+//!   default (2^27 bytes, 128 MiB): frames made with `zstd --long=31` are refused as
+//!   [`DecodeError::Corrupt`] rather than allowed to claim 2 GiB. Frame checksums are checked
+//!   when present. An empty input is [`DecodeError::Truncated`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -1020,6 +1031,34 @@ mod tests {
         // zstd frames carry no checksum by default: corruption may or may not be detected,
         // but it must never panic.
         let _ = decode(Compression::Zstd, &bad, 77);
+    }
+
+    #[test]
+    fn zstd_checks_checksums_and_refuses_huge_windows() {
+        let data = sample();
+        let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        e.include_checksum(true).unwrap();
+        e.write_all(&data).unwrap();
+        let mut z = e.finish().unwrap();
+        assert_eq!(decode(Compression::Zstd, &z, 1000).unwrap().0, data);
+        let n = z.len();
+        z[n - 1] ^= 1;
+        assert!(matches!(
+            decode(Compression::Zstd, &z, 1000),
+            Err(DecodeError::Corrupt {
+                codec: Compression::Zstd,
+                ..
+            })
+        ));
+
+        let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        e.window_log(28).unwrap();
+        e.write_all(&data).unwrap();
+        let z = e.finish().unwrap();
+        assert!(matches!(
+            decode(Compression::Zstd, &z, 1000),
+            Err(DecodeError::Corrupt { codec: Compression::Zstd, offset, .. }) if offset < 20
+        ));
     }
 
     #[test]
