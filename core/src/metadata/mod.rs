@@ -3,6 +3,7 @@
 //! The durable store lives in the driver; these are the pure rules it applies.
 
 pub mod filter;
+pub mod gc;
 mod labels;
 mod rfc3339;
 
