@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .build_transport(false)
+        .codec_path("crate::codec::LargeBufferCodec")
         .compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod any;
+pub mod codec;
 pub mod transport;
 
 /// Generated code carries no docs of its own.

@@ -1,5 +1,10 @@
 //! berthd: berth's daemon. Serves containerd's gRPC API on a UNIX socket.
 
+/// mimalloc instead of glibc's malloc: content streams allocate and free megabyte buffers at a
+/// high rate, which glibc serves with fresh mmaps (page faults and zeroing on every message).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config;
 mod errors;
 mod events;
