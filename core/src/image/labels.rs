@@ -22,11 +22,11 @@ use super::reference::Reference;
 use crate::metadata::{validate_labels, Labels};
 use crate::Digest;
 
-/// Prefix of the labels by which an object keeps content alive.
-pub const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
+/// Prefix of the labels by which an object keeps content alive (the collector's own key).
+pub use crate::metadata::gc::LABEL_GC_REF_CONTENT as GC_REF_CONTENT;
 /// Prefix of the labels by which an object keeps a snapshot alive
-/// (`containerd.io/gc.ref.snapshot.<snapshotter>`).
-pub const GC_REF_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot";
+/// (`containerd.io/gc.ref.snapshot.<snapshotter>`), as the collector reads them.
+pub use crate::metadata::gc::LABEL_GC_REF_SNAPSHOT as GC_REF_SNAPSHOT;
 /// The label on a layer blob naming its diff ID.
 pub const UNCOMPRESSED: &str = "containerd.io/uncompressed";
 /// Prefix of the labels naming the repositories a blob came from
@@ -107,7 +107,7 @@ pub fn uncompressed_label(diff_id: &Digest) -> (String, String) {
 #[must_use]
 pub fn snapshot_gc_label(snapshotter: &str, chain_id: &Digest) -> (String, String) {
     (
-        format!("{GC_REF_SNAPSHOT}.{snapshotter}"),
+        format!("{GC_REF_SNAPSHOT}{snapshotter}"),
         chain_id.to_string(),
     )
 }
