@@ -10,7 +10,6 @@
 
 #![no_main]
 
-
 use arbitrary::Arbitrary;
 use berth_core::digest::{Algorithm, Hasher};
 use berth_core::op::errno;
