@@ -1,5 +1,6 @@
 /*
- * berth.h: the C ABI of berth-ffi (berth's pure core: digests and the Ingest machine).
+ * berth.h: the C ABI of berth-ffi (berth's pure core: digests, image references and platforms,
+ * and the Ingest machine).
  * SPDX-License-Identifier: Apache-2.0
  *
  * Conventions: fallible functions return a berth_result (BERTH_OK is 0); a NULL where a
@@ -336,6 +337,18 @@ typedef struct berth_digest berth_digest;
 typedef struct berth_ingest berth_ingest;
 
 /**
+ * A parsed, normalised platform (`linux/arm64/v8`). Create it with `berth_platform_parse`,
+ * free it with `berth_platform_free`. Immutable once created.
+ */
+typedef struct berth_platform berth_platform;
+
+/**
+ * A parsed, normalised image reference (`docker.io/library/busybox:latest`). Create it with
+ * `berth_reference_parse`, free it with `berth_reference_free`. Immutable once created.
+ */
+typedef struct berth_reference berth_reference;
+
+/**
  * A file operation for the host to perform. Only the fields its `kind` names are set; the rest
  * are zero or NULL. Pointers borrow from the ingest: valid until the next call that takes the
  * ingest as a non-`const` pointer.
@@ -619,6 +632,174 @@ enum berth_algorithm berth_digest_algorithm(const struct berth_digest *digest);
  * `a` and `b` are each NULL or a live digest.
  */
 bool berth_digest_equal(const struct berth_digest *a, const struct berth_digest *b);
+
+/**
+ * Parses and normalises an image reference as containerd does (docker's
+ * `ParseNormalizedNamed`, then the tag `latest` if there is neither tag nor digest):
+ * `busybox` is `docker.io/library/busybox:latest`, `index.docker.io/x/y` is
+ * `docker.io/x/y:latest`, `host:5000/x@sha256:...` keeps its domain and digest.
+ *
+ * On success `*out` is a new reference to free with `berth_reference_free`; on failure `*out`
+ * is set to NULL (if `out` is not NULL). Returns `BERTH_ERR_NULL` if `s` or `out` is NULL and
+ * `BERTH_ERR_INVALID` if `s` is not UTF-8 or not a valid reference.
+ *
+ * # Safety
+ *
+ * `s` is NULL or a NUL-terminated string; `out` is NULL or valid for a pointer write.
+ */
+enum berth_result berth_reference_parse(const char *s, struct berth_reference **out);
+
+/**
+ * Frees a reference. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `reference` is NULL or was returned by this library and not freed yet. It must not be used
+ * after.
+ */
+void berth_reference_free(struct berth_reference *reference);
+
+/**
+ * Writes the full normalised reference (`docker.io/library/busybox:latest`,
+ * `host:5000/x/y:tag@sha256:...`) and a NUL into `buf` (`len` bytes), and the text's length
+ * without the NUL into `*written` (`written` may be NULL).
+ *
+ * Returns `BERTH_ERR_NULL` for a NULL reference (or a NULL `buf` with `len > 0`) and
+ * `BERTH_ERR_BUFFER_TOO_SMALL` without copying anything if `len` is too small; `*written` then
+ * holds the length needed (`buf = NULL, len = 0` asks for it).
+ *
+ * # Safety
+ *
+ * `reference` is NULL or a live reference; `buf` is NULL or valid for writes of `len` bytes;
+ * `written` is NULL or valid for one write.
+ */
+enum berth_result berth_reference_to_string(const struct berth_reference *reference,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *written);
+
+/**
+ * Writes the registry domain, with its port if any (`docker.io`, `127.0.0.1:5000`), as
+ * `berth_reference_to_string` writes its text.
+ *
+ * # Safety
+ *
+ * As `berth_reference_to_string`.
+ */
+enum berth_result berth_reference_domain(const struct berth_reference *reference,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *written);
+
+/**
+ * Writes the repository path within the registry (`library/busybox`, `x/y`), as
+ * `berth_reference_to_string` writes its text.
+ *
+ * # Safety
+ *
+ * As `berth_reference_to_string`.
+ */
+enum berth_result berth_reference_path(const struct berth_reference *reference,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *written);
+
+/**
+ * Writes the tag (`latest`), or the empty string if the reference has none (a reference with
+ * only a digest), as `berth_reference_to_string` writes its text.
+ *
+ * # Safety
+ *
+ * As `berth_reference_to_string`.
+ */
+enum berth_result berth_reference_tag(const struct berth_reference *reference,
+                                      char *buf,
+                                      size_t len,
+                                      size_t *written);
+
+/**
+ * Writes the digest (`sha256:...`, at most `BERTH_DIGEST_STRING_MAX` bytes with the NUL), or
+ * the empty string if the reference has none, as `berth_reference_to_string` writes its text.
+ *
+ * # Safety
+ *
+ * As `berth_reference_to_string`.
+ */
+enum berth_result berth_reference_digest(const struct berth_reference *reference,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *written);
+
+/**
+ * Writes the docker-style short form with tag and digest (`busybox:latest`, `user/app:1`,
+ * `localhost:5000/x:tag`), as `berth_reference_to_string` writes its text.
+ *
+ * # Safety
+ *
+ * As `berth_reference_to_string`.
+ */
+enum berth_result berth_reference_familiar(const struct berth_reference *reference,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *written);
+
+/**
+ * Parses a platform specifier `os/arch[/variant]` as containerd's `platforms.Parse`, which
+ * normalises it: `linux/aarch64/8` is `linux/arm64/v8`, `linux/x86_64` is `linux/amd64`,
+ * `linux/armhf` is `linux/arm` (v7, arm's default variant, is left out of a two-part
+ * specifier). A one-element specifier (`linux`, `arm64`) needs a host to fill it in and is
+ * refused, as are `*` and empty components.
+ *
+ * On success `*out` is a new platform to free with `berth_platform_free`; on failure `*out` is
+ * set to NULL (if `out` is not NULL). Returns `BERTH_ERR_NULL` if `s` or `out` is NULL and
+ * `BERTH_ERR_INVALID` if `s` is not UTF-8 or not a valid specifier.
+ *
+ * # Safety
+ *
+ * `s` is NULL or a NUL-terminated string; `out` is NULL or valid for a pointer write.
+ */
+enum berth_result berth_platform_parse(const char *s, struct berth_platform **out);
+
+/**
+ * Frees a platform. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `platform` is NULL or was returned by this library and not freed yet. It must not be used
+ * after.
+ */
+void berth_platform_free(struct berth_platform *platform);
+
+/**
+ * Writes the platform as containerd's `platforms.Format` does (`linux/arm64/v8`) and a NUL
+ * into `buf` (`len` bytes), and the text's length without the NUL into `*written` (`written`
+ * may be NULL).
+ *
+ * Returns `BERTH_ERR_NULL` for a NULL platform (or a NULL `buf` with `len > 0`) and
+ * `BERTH_ERR_BUFFER_TOO_SMALL` without copying anything if `len` is too small; `*written` then
+ * holds the length needed.
+ *
+ * # Safety
+ *
+ * `platform` is NULL or a live platform; `buf` is NULL or valid for writes of `len` bytes;
+ * `written` is NULL or valid for one write.
+ */
+enum berth_result berth_platform_to_string(const struct berth_platform *platform,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *written);
+
+/**
+ * True if a host that wants `want` can run an image built for `have`, with containerd's
+ * `platforms.Only(want)`: the same platform after normalisation, or one it can also run
+ * (`linux/arm64` takes `linux/arm64/v8` and `linux/arm/v7`; `linux/amd64` takes `linux/386`;
+ * `linux/arm/v7` takes `linux/arm/v6`). NULL for either gives false.
+ *
+ * # Safety
+ *
+ * `want` and `have` are each NULL or a live platform.
+ */
+bool berth_platform_matches(const struct berth_platform *want, const struct berth_platform *have);
 
 /**
  * Opens the ingest at `dir` for `reference`: resumes the one stored there, or starts a new one.

@@ -1,8 +1,9 @@
 //! # berth-ffi: a C ABI over berth's pure core
 //!
-//! This crate exposes two things of `berth-core` to C: content digests ([`berth_digest`]) and the
-//! resumable, digest-verified blob write ([`berth_ingest`]), as a `cdylib`, a `staticlib` and the
-//! generated header `include/berth.h`.
+//! This crate exposes three things of `berth-core` to C: content digests ([`berth_digest`]),
+//! image references and platforms ([`berth_reference`], [`berth_platform`]) and the resumable,
+//! digest-verified blob write ([`berth_ingest`]), as a `cdylib`, a `staticlib` and the generated
+//! header `include/berth.h`.
 //!
 //! ## Conventions
 //!
@@ -10,7 +11,7 @@
 //! * Fallible functions return a [`berth_result`]; `BERTH_OK` is 0. Objects come back through an
 //!   out-pointer and are freed with their `_free` function (which accepts NULL).
 //! * A NULL where a pointer is required gives `BERTH_ERR_NULL`; a string that is not UTF-8, or a
-//!   bad digest string, gives `BERTH_ERR_INVALID`.
+//!   bad digest, reference or platform string, gives `BERTH_ERR_INVALID`.
 //! * **Panics never cross into C.** Every exported function runs its body inside
 //!   `ffi_panic_boundary`; a panic becomes `BERTH_ERR_PANIC` (or the function's documented
 //!   fallback value), and an ingest whose call panicked refuses further calls with
@@ -64,12 +65,19 @@ mod panic;
 #[macro_use]
 mod arg;
 mod digest;
+mod image;
 mod ingest;
 mod result;
 
 pub use digest::{
     berth_algorithm, berth_digest, berth_digest_algorithm, berth_digest_equal, berth_digest_free,
     berth_digest_parse, berth_digest_sha256, berth_digest_to_string, BERTH_DIGEST_STRING_MAX,
+};
+pub use image::{
+    berth_platform, berth_platform_free, berth_platform_matches, berth_platform_parse,
+    berth_platform_to_string, berth_reference, berth_reference_digest, berth_reference_domain,
+    berth_reference_familiar, berth_reference_free, berth_reference_parse, berth_reference_path,
+    berth_reference_tag, berth_reference_to_string,
 };
 pub use ingest::{
     berth_done, berth_ingest, berth_ingest_abort, berth_ingest_close, berth_ingest_commit,

@@ -29,3 +29,24 @@ bool same_digest(const char *a, const char *b) {
     berth_digest_free(y);
     return eq;
 }
+
+bool runs_on(const char *host, const char *manifest) {
+    berth_platform *want = nullptr;
+    berth_platform *have = nullptr;
+    bool ok = berth_platform_parse(host, &want) == BERTH_OK &&
+              berth_platform_parse(manifest, &have) == BERTH_OK &&
+              berth_platform_matches(want, have);
+    berth_platform_free(want);
+    berth_platform_free(have);
+    return ok;
+}
+
+berth_result full_reference(const char *s, char *buf, size_t len) {
+    berth_reference *r = nullptr;
+    berth_result res = berth_reference_parse(s, &r);
+    if (res == BERTH_OK) {
+        res = berth_reference_to_string(r, buf, len, nullptr);
+    }
+    berth_reference_free(r);
+    return res;
+}
