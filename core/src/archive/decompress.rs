@@ -1019,7 +1019,11 @@ mod tests {
         let whole = decode(Compression::Zstd, input, input.len()).map(|(o, _)| o);
         for size in [1, 2, 3, 5, 8, 13] {
             let pieces = decode(Compression::Zstd, input, size).map(|(o, _)| o);
-            assert_eq!(whole.is_ok(), pieces.is_ok(), "size {size}: {whole:?} vs {pieces:?}");
+            assert_eq!(
+                whole.is_ok(),
+                pieces.is_ok(),
+                "size {size}: {whole:?} vs {pieces:?}"
+            );
         }
     }
 
