@@ -4,29 +4,7 @@
 #include <string.h>
 
 #include "berth.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_RESULT(expr, want)                                                       \
-    do {                                                                               \
-        berth_result got_ = (expr);                                                    \
-        checks++;                                                                      \
-        if (got_ != (want)) {                                                          \
-            fprintf(stderr, "%s:%d: %s gave %s, want %s\n", __FILE__, __LINE__, #expr, \
-                    berth_result_name(got_), berth_result_name(want));                 \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 static const char *EMPTY_SHA256 =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -144,6 +122,5 @@ int main(void) {
     test_hash_and_compare();
     test_nulls();
     test_result_names();
-    printf("test_digest: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return check_summary("test_digest");
 }

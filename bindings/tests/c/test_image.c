@@ -5,39 +5,7 @@
 #include <string.h>
 
 #include "berth.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_RESULT(expr, want)                                                       \
-    do {                                                                               \
-        berth_result got_ = (expr);                                                    \
-        checks++;                                                                      \
-        if (got_ != (want)) {                                                          \
-            fprintf(stderr, "%s:%d: %s gave %s, want %s\n", __FILE__, __LINE__, #expr, \
-                    berth_result_name(got_), berth_result_name(want));                 \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                           \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (strcmp((got), (want)) != 0) {                                              \
-            fprintf(stderr, "%s:%d: %s is \"%s\", want \"%s\"\n", __FILE__, __LINE__,  \
-                    #got, (got), (want));                                              \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 typedef berth_result (*accessor)(const berth_reference *, char *, size_t, size_t *);
 
@@ -300,6 +268,5 @@ int main(void) {
     test_platform_normalisation();
     test_platform_matching();
     test_nulls();
-    printf("test_image: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return check_summary("test_image");
 }

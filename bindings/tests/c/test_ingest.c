@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "berth.h"
+#include "check.h"
 
 /* Linux errno values, as the core reasons about them (berth_core::op::errno). */
 enum { E_NOENT = 2, E_BADF = 9, E_EXIST = 17, E_ISDIR = 21, E_NOSPC = 28, E_NOSYS = 38 };
@@ -21,40 +22,6 @@ static const char *HELLO_SHA256 = /* sha256("hello world") */
     "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
 static const char *HELLO_HEX =
     "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
-
-static int checks = 0;
-static int failures = 0;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
-
-/* A check the rest of a test depends on: stop the program if it fails. */
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: requirement failed: %s\n", __FILE__, __LINE__,     \
-                    #cond);                                                            \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_RESULT(expr, want)                                                       \
-    do {                                                                               \
-        berth_result got_ = (expr);                                                    \
-        checks++;                                                                      \
-        if (got_ != (want)) {                                                          \
-            fprintf(stderr, "%s:%d: %s gave %s, want %s\n", __FILE__, __LINE__, #expr, \
-                    berth_result_name(got_), berth_result_name(want));                 \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
 
 /* ---- the in-memory host ------------------------------------------------------------------- */
 
@@ -710,6 +677,5 @@ int main(void) {
     test_crash_and_resume();
     test_close_io_error_and_abort();
     test_contract_and_nulls();
-    printf("test_ingest: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return check_summary("test_ingest");
 }
