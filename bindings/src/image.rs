@@ -39,6 +39,32 @@ fn injected_panic() {
     }
 }
 
+/// Parses `s` with `parse` and hands the boxed result to C through `out` (NULL on failure).
+///
+/// # Safety
+///
+/// `s` is NULL or a NUL-terminated string; `out` is NULL or valid for a pointer write.
+unsafe fn parse_into<T>(
+    s: *const c_char,
+    out: *mut *mut T,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> berth_result {
+    ffi_panic_boundary(|| {
+        // SAFETY: the caller promises `out` is NULL or valid for a pointer write.
+        try_ok!(unsafe { write_out(out, std::ptr::null_mut()) });
+        injected_panic();
+        // SAFETY: the caller promises `s` is NULL or NUL-terminated.
+        let s = try_ok!(unsafe { str_arg(s) });
+        let Some(value) = parse(s) else {
+            return berth_result::BERTH_ERR_INVALID;
+        };
+        let boxed = Box::into_raw(Box::new(value));
+        // SAFETY: checked non-NULL and valid above.
+        try_ok!(unsafe { write_out(out, boxed) });
+        berth_result::BERTH_OK
+    })
+}
+
 /// Parses and normalises an image reference as containerd does (docker's
 /// `ParseNormalizedNamed`, then the tag `latest` if there is neither tag nor digest):
 /// `busybox` is `docker.io/library/busybox:latest`, `index.docker.io/x/y` is
@@ -56,20 +82,14 @@ pub unsafe extern "C" fn berth_reference_parse(
     s: *const c_char,
     out: *mut *mut berth_reference,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `out` is NULL or valid for a pointer write.
-        try_ok!(unsafe { write_out(out, std::ptr::null_mut()) });
-        injected_panic();
-        // SAFETY: the caller promises `s` is NULL or NUL-terminated.
-        let s = try_ok!(unsafe { str_arg(s) });
-        let Ok(reference) = Reference::parse(s) else {
-            return berth_result::BERTH_ERR_INVALID;
-        };
-        let boxed = Box::into_raw(Box::new(berth_reference { reference }));
-        // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, boxed) });
-        berth_result::BERTH_OK
-    })
+    // SAFETY: the caller's promises for `s` and `out` are those of `parse_into`.
+    unsafe {
+        parse_into(s, out, |s| {
+            Reference::parse(s)
+                .ok()
+                .map(|reference| berth_reference { reference })
+        })
+    }
 }
 
 /// Frees a reference. NULL is a no-op.
@@ -246,20 +266,14 @@ pub unsafe extern "C" fn berth_platform_parse(
     s: *const c_char,
     out: *mut *mut berth_platform,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `out` is NULL or valid for a pointer write.
-        try_ok!(unsafe { write_out(out, std::ptr::null_mut()) });
-        injected_panic();
-        // SAFETY: the caller promises `s` is NULL or NUL-terminated.
-        let s = try_ok!(unsafe { str_arg(s) });
-        let Ok(platform) = Platform::parse(s) else {
-            return berth_result::BERTH_ERR_INVALID;
-        };
-        let boxed = Box::into_raw(Box::new(berth_platform { platform }));
-        // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, boxed) });
-        berth_result::BERTH_OK
-    })
+    // SAFETY: the caller's promises for `s` and `out` are those of `parse_into`.
+    unsafe {
+        parse_into(s, out, |s| {
+            Platform::parse(s)
+                .ok()
+                .map(|platform| berth_platform { platform })
+        })
+    }
 }
 
 /// Frees a platform. NULL is a no-op.
