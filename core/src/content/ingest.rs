@@ -1220,18 +1220,23 @@ impl Machine for Ingest {
     }
 }
 
-/// Reads the status of an ingest that no machine holds open, from its `meta` and `state` files
-/// and the length of its `data` file. Returns `None` if the meta file does not parse.
+/// The `meta` file of an ingest, parsed. `None` if it is not an ingest's meta file.
 #[must_use]
-pub fn status_at_rest(meta: &[u8], state: &[u8], data_len: u64) -> Option<Status> {
-    let meta: IngestMeta = serde_json::from_slice(meta).ok()?;
+pub fn parse_meta(meta: &[u8]) -> Option<IngestMeta> {
+    serde_json::from_slice(meta).ok()
+}
+
+/// The status of an ingest that no machine holds open, from its parsed `meta` file, its
+/// `state` file and the length of its `data` file.
+#[must_use]
+pub fn status_at_rest(meta: IngestMeta, state: &[u8], data_len: u64) -> Status {
     let cp = checkpoint::best(state, data_len);
-    Some(Status {
+    Status {
         reference: meta.reference,
         offset: cp.as_ref().map_or(0, |c| c.offset),
         total: cp.as_ref().map_or(meta.total, |c| c.total.max(meta.total)),
         expected: meta.expected,
         started_at: meta.started_at,
         updated_at: cp.map_or(meta.started_at, |c| c.updated_at),
-    })
+    }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use berth_api::any::to_any;
 use berth_api::events::ContentDelete;
 use berth_api::services::content::v1::{content_server::Content, *};
-use berth_core::content::{ingest::status_at_rest, IngestMeta};
+use berth_core::content::ingest::{parse_meta, status_at_rest};
+use berth_core::content::IngestMeta;
 use berth_core::events::CONTENT_DELETE;
 use berth_core::metadata::{Filter, Labels};
 use berth_core::op::{OpKind, OpOutput, OpenOptions};
@@ -87,7 +88,7 @@ impl Service {
             Ok(OpOutput::Data(d)) => d,
             _ => return None,
         };
-        let parsed: IngestMeta = serde_json::from_slice(&meta).ok()?;
+        let parsed = parse_meta(&meta)?;
         if parsed.namespace != ns {
             return None;
         }
@@ -111,7 +112,7 @@ impl Service {
             Ok(OpOutput::Stat(st)) => st.size,
             _ => 0,
         };
-        let st = status_at_rest(&meta, &state, data_len)?;
+        let st = status_at_rest(parsed.clone(), &state, data_len);
         Some((parsed, st))
     }
 }
