@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "containerd/services/leases/v1/leases.proto",
         "containerd/services/events/v1/events.proto",
         "containerd/services/images/v1/images.proto",
+        "containerd/services/snapshots/v1/snapshots.proto",
+        "containerd/services/diff/v1/diff.proto",
         "containerd/events/events.proto",
         "google/rpc/status.proto",
     ];

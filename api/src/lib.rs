@@ -60,6 +60,16 @@ mod generated {
                     tonic::include_proto!("containerd.services.images.v1");
                 }
             }
+            pub mod snapshots {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.snapshots.v1");
+                }
+            }
+            pub mod diff {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.diff.v1");
+                }
+            }
         }
     }
 }

@@ -8,6 +8,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod config;
 mod errors;
 mod events;
+mod gc;
+mod snapshots;
 mod state;
 mod svc;
 
@@ -83,6 +85,7 @@ fn run(cfg: Config) -> Result<(), String> {
     }
     let store = Store::open(&layout.metadata_db())
         .map_err(|e| format!("opening {}: {e}", layout.metadata_db().display()))?;
+    let store_for_snapshots = store.clone();
     let exec: Arc<dyn Executor> = match cfg.driver {
         Driver::Smol => Arc::new(
             berth_smol::SmolExecutor::open(&cfg.root)
@@ -94,13 +97,17 @@ fn run(cfg: Config) -> Result<(), String> {
         ),
     };
     let daemon = Arc::new(Daemon {
+        root: std::path::absolute(&cfg.root).map_err(|e| format!("root: {e}"))?,
         store,
         exec,
         clock: Arc::new(SystemClock),
         events: Default::default(),
         uuid: uuid(&cfg.root).map_err(|e| format!("uuid: {e}"))?,
         ingest_locks: Default::default(),
+        snapshotters: snapshots::Snapshotters::open(&cfg.root, &store_for_snapshots)?,
+        gc: Default::default(),
     });
+    gc::spawn(daemon.clone());
     let listener = bind(&cfg.address)?;
     let listener = smol::Async::new(listener).map_err(|e| e.to_string())?;
     log::info!(

@@ -12,9 +12,13 @@ use berth_drivers::{Clock, Executor};
 use tonic::{Request, Status};
 
 use crate::events::Exchange;
+use crate::gc::Gc;
+use crate::snapshots::Snapshotters;
 
 /// Everything the services share.
 pub struct Daemon {
+    /// The root directory (absolute).
+    pub root: std::path::PathBuf,
     /// The metadata store.
     pub store: Store,
     /// The driver performing Ops beneath the root.
@@ -27,6 +31,10 @@ pub struct Daemon {
     pub uuid: String,
     /// Ingest refs held by an open Write stream, as `(namespace, ref)`.
     pub ingest_locks: Mutex<HashSet<(String, String)>>,
+    /// The snapshotters.
+    pub snapshotters: Snapshotters,
+    /// The garbage collector.
+    pub gc: Gc,
 }
 
 impl Daemon {
@@ -40,8 +48,18 @@ impl Daemon {
         self.exec.execute(kind).await
     }
 
-    /// Runs a metadata write on the blocking pool (redb commits fsync).
+    /// Runs a metadata write on the blocking pool (redb commits fsync), holding the GC lock for
+    /// reading so that a collection never sweeps between a read and this write.
     pub async fn store_write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> T {
+        let _gc = self.gc.hold().await;
+        self.store_write_held(f).await
+    }
+
+    /// [`Daemon::store_write`] for a caller that already holds the GC lock.
+    pub async fn store_write_held<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> T + Send + 'static,
     ) -> T {

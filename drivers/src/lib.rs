@@ -11,6 +11,7 @@
 //!   every path resolved beneath the root (`openat2(RESOLVE_BENEATH)`).
 //! * [`layout`]: where things live under the root directory.
 //! * [`store`]: the durable metadata store on redb (namespaces, content records, leases).
+//! * [`snapfs`]: the snapshotters' directory actions and usage measurement.
 //! * [`conformance`]: one list of behaviours every executor must show.
 #![deny(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod fake;
 pub mod host;
 pub mod layout;
 pub mod run;
+pub mod snapfs;
 pub mod store;
 
 pub use exec::{Clock, Executor, OpFuture, SystemClock};

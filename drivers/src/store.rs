@@ -19,6 +19,8 @@ const NAMESPACES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("names
 const CONTENT: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("content");
 const LEASES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("leases");
 const IMAGES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("images");
+/// Each snapshotter's snapshot tree, serialised (JSON), by snapshotter name.
+const SNAPSHOTTERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshotters");
 const LEASE_RESOURCES: TableDefinition<'_, (&str, &str, &str, &str), ()> =
     TableDefinition::new("lease_resources");
 
@@ -171,6 +173,7 @@ impl Store {
         tx.open_table(LEASES)?;
         tx.open_table(LEASE_RESOURCES)?;
         tx.open_table(IMAGES)?;
+        tx.open_table(SNAPSHOTTERS)?;
         tx.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -640,6 +643,34 @@ impl Store {
             tx.open_table(LEASE_RESOURCES)?
                 .remove((ns, id, r.kind.as_str(), r.id.as_str()))?;
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every namespace name (the keys of the namespaces table), sorted.
+    pub fn namespace_names(&self) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NAMESPACES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(row?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    // ---- snapshotters ----------------------------------------------------------------------
+
+    /// The persisted state of a snapshotter (its serialised tree), if any.
+    pub fn snapshotter_load(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SNAPSHOTTERS)?;
+        Ok(t.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces the persisted state of a snapshotter, atomically and durably.
+    pub fn snapshotter_save(&self, name: &str, state: &[u8]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(SNAPSHOTTERS)?.insert(name, state)?;
         tx.commit()?;
         Ok(())
     }

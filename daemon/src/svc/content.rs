@@ -209,6 +209,7 @@ impl Content for Service {
                 _ => {}
             }
         }
+        self.0.gc.schedule();
         let ev = ContentDelete {
             digest: digest.to_string(),
         };

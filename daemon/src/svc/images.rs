@@ -1,7 +1,7 @@
 //! `containerd.services.images.v1.Images`: named image records per namespace.
 //!
-//! Deleting an image removes only its record; its content stays until garbage collection
-//! (which arrives with the image store's GC).
+//! Deleting an image removes only its record; its content and snapshots go with the next
+//! garbage collection (at once, and waited for, with `sync`).
 
 use std::sync::Arc;
 
@@ -182,12 +182,18 @@ impl Images for Service {
 
     async fn delete(&self, req: Request<DeleteImageRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
-        let name = req.into_inner().name;
+        let r = req.into_inner();
+        let name = r.name;
         let (n, nm) = (ns.clone(), name.clone());
         self.0
             .store_write(move |s| s.image_delete(&n, &nm))
             .await
             .map_err(status)?;
+        if r.sync {
+            crate::gc::run(&self.0).await.map_err(Status::internal)?;
+        } else {
+            self.0.gc.schedule();
+        }
         self.publish(
             &ns,
             IMAGE_DELETE,

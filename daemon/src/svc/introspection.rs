@@ -76,7 +76,41 @@ const PLUGINS: &[(&str, &str, &[&str])] = &[
         &["io.containerd.service.v1"],
     ),
     ("io.containerd.grpc.v1", "version", &[]),
+    ("io.containerd.snapshotter.v1", "overlayfs", &[]),
+    ("io.containerd.snapshotter.v1", "native", &[]),
+    (
+        "io.containerd.service.v1",
+        "snapshots-service",
+        &["io.containerd.snapshotter.v1"],
+    ),
+    (
+        "io.containerd.grpc.v1",
+        "snapshots",
+        &["io.containerd.service.v1"],
+    ),
+    ("io.containerd.differ.v1", "walking", &[]),
+    (
+        "io.containerd.service.v1",
+        "diff-service",
+        &["io.containerd.differ.v1"],
+    ),
+    ("io.containerd.grpc.v1", "diff", &["io.containerd.service.v1"]),
 ];
+
+/// The platform snapshotters serve (the host's): clients such as containerd's `Pull` with
+/// unpack check that the snapshotter supports the image's platform.
+fn host_platform() -> berth_api::types::Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    berth_api::types::Platform {
+        os: "linux".into(),
+        architecture: architecture.into(),
+        variant: String::new(),
+    }
+}
 
 #[tonic::async_trait]
 impl Introspection for Service {
@@ -98,6 +132,11 @@ impl Introspection for Service {
                 r#type: ty.to_string(),
                 id: id.to_string(),
                 requires: requires.iter().map(|s| s.to_string()).collect(),
+                platforms: if *ty == "io.containerd.snapshotter.v1" {
+                    vec![host_platform()]
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             })
             .collect();

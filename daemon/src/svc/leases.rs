@@ -71,11 +71,17 @@ impl Leases for Service {
 
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<()>, Status> {
         let ns = namespace(&req)?;
-        let id = req.into_inner().id;
+        let r = req.into_inner();
+        let id = r.id;
         self.0
             .store_write(move |s| s.lease_delete(&ns, &id))
             .await
             .map_err(status)?;
+        if r.sync {
+            crate::gc::run(&self.0).await.map_err(Status::internal)?;
+        } else {
+            self.0.gc.schedule();
+        }
         Ok(Response::new(()))
     }
 

@@ -7,6 +7,7 @@ pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod version;
 
 use std::sync::Arc;
@@ -48,6 +49,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .service(limits!(api::images::v1::images_server::ImagesServer::new(
             images::Service(d.clone())
         )))
+        .service(limits!(
+            api::snapshots::v1::snapshots_server::SnapshotsServer::new(snapshots::Service(
+                d.clone()
+            ))
+        ))
         .service(limits!(api::events::v1::events_server::EventsServer::new(
             events::Service(d)
         )))
