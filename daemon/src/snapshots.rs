@@ -44,7 +44,8 @@ pub fn snapshot_status(e: &SnapshotError) -> Status {
         SnapshotError::AlreadyExists { .. } => Status::already_exists(msg),
         SnapshotError::NotActive { .. }
         | SnapshotError::NotActiveOrView { .. }
-        | SnapshotError::HasChildren { .. } => Status::failed_precondition(msg),
+        | SnapshotError::HasChildren { .. }
+        | SnapshotError::CannotRebase { .. } => Status::failed_precondition(msg),
         SnapshotError::EmptyKey
         | SnapshotError::Labels { .. }
         | SnapshotError::ParentNotCommitted { .. } => Status::invalid_argument(msg),

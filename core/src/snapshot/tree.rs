@@ -196,6 +196,14 @@ pub enum SnapshotError {
         /// Its children's keys.
         children: Vec<String>,
     },
+    /// `FailedPrecondition`: [`Tree::rebase`] applies only to an active overlay snapshot.
+    #[error("cannot rebase snapshot {key:?}: {reason}")]
+    CannotRebase {
+        /// The snapshot.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// `ResourceExhausted`: every snapshot id has been used.
     #[error("snapshot ids are exhausted")]
     IdsExhausted,
@@ -651,6 +659,56 @@ impl Tree {
         Ok((i, self.mutate(ns, vec![(key.into(), Some(s))])))
     }
 
+    /// Rebase: give the active overlay snapshot `key` a new parent (a committed snapshot, or
+    /// none). An overlay snapshot's directory does not depend on its parent — the parent only
+    /// adds lower layers to its mounts — so layers can be unpacked in parallel, each into a
+    /// snapshot without a parent, and rebased onto the previous layer's chain once that is
+    /// committed, just before their own commit. Native snapshots copy their parent and cannot
+    /// be rebased.
+    pub fn rebase(
+        &mut self,
+        now: Instant,
+        ns: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<(Info, Undo), SnapshotError> {
+        let parent = parent.filter(|p| !p.is_empty());
+        let s = self.find(ns, key)?;
+        let refuse = |reason| {
+            Err(SnapshotError::CannotRebase {
+                key: key.into(),
+                reason,
+            })
+        };
+        if !matches!(self.config.flavor, Flavor::Overlay { .. }) {
+            return refuse("only overlay snapshots can be rebased");
+        }
+        if s.kind != Kind::Active {
+            return refuse("only active snapshots can be rebased");
+        }
+        if let Some(p) = parent {
+            let ps = self.get(ns, p).ok_or_else(|| SnapshotError::ParentNotFound {
+                namespace: ns.into(),
+                key: key.into(),
+                parent: p.into(),
+            })?;
+            if ps.kind != Kind::Committed {
+                return Err(SnapshotError::ParentNotCommitted {
+                    key: key.into(),
+                    parent: p.into(),
+                    kind: ps.kind,
+                });
+            }
+        }
+        let s = Snapshot {
+            parent: parent.map(Into::into),
+            updated_at: now,
+            ..s.clone()
+        };
+        let i = info(key, &s);
+        Ok((i, self.mutate(ns, vec![(key.into(), Some(s))])))
+    }
+
     /// Rolls back the mutation that returned `undo`, if nothing else changed the tree since.
     pub fn undo(&mut self, undo: Undo) -> Result<(), SnapshotError> {
         if undo.generation != self.generation {
@@ -934,6 +992,45 @@ mod tests {
 
     fn overlay() -> Tree {
         Tree::new(Config::overlayfs(ROOT)).unwrap()
+    }
+
+    #[test]
+    fn rebase_gives_an_active_overlay_snapshot_a_committed_parent() {
+        let mut tree = overlay();
+        chain(&mut tree, 1);
+        // layer 2 unpacked without a parent, rebased onto l1 before its commit
+        tree.prepare(t(3), NS, "x2", None, Labels::new()).unwrap();
+        let (info, _) = tree.rebase(t(4), NS, "x2", Some("l1")).unwrap();
+        assert_eq!(info.parent.as_deref(), Some("l1"));
+        let m = tree.mounts(NS, "x2").unwrap();
+        assert_eq!(m[0].lowerdirs(), [format!("{ROOT}/snapshots/1/fs")]);
+        tree.commit(t(5), NS, "l2", "x2", Labels::new(), Usage::default())
+            .unwrap();
+        assert_eq!(tree.stat(NS, "l2").unwrap().parent.as_deref(), Some("l1"));
+        assert!(tree.remove(NS, "l1").is_err(), "l1 now has a child");
+
+        // refused: committed, missing parent, active parent, native flavor; nothing changes
+        assert!(matches!(
+            tree.rebase(t(6), NS, "l2", None),
+            Err(SnapshotError::CannotRebase { .. })
+        ));
+        tree.prepare(t(6), NS, "x3", None, Labels::new()).unwrap();
+        tree.prepare(t(6), NS, "x4", None, Labels::new()).unwrap();
+        assert!(matches!(
+            tree.rebase(t(7), NS, "x3", Some("nope")),
+            Err(SnapshotError::ParentNotFound { .. })
+        ));
+        assert!(matches!(
+            tree.rebase(t(7), NS, "x3", Some("x4")),
+            Err(SnapshotError::ParentNotCommitted { .. })
+        ));
+        assert_eq!(tree.stat(NS, "x3").unwrap().parent, None);
+        let mut native = Tree::new(Config::native("/var/lib/berth/native")).unwrap();
+        native.prepare(t(1), NS, "a", None, Labels::new()).unwrap();
+        assert!(matches!(
+            native.rebase(t(2), NS, "a", None),
+            Err(SnapshotError::CannotRebase { .. })
+        ));
     }
 
     /// A committed chain `l1 <- l2 <- … <- ln` (ids 1..=n).

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+pub mod images;
+
 /// Fails the test with a clear message if a host tool is missing.
 pub fn require(tool: &str, package: &str) {
     let found = Command::new("sh")

@@ -1,0 +1,216 @@
+//! containerd's real `ctr` 1.6 against berthd, on both drivers: image pulls (gzip, zstd, Docker
+//! schema 2, a multi-platform index), the images commands, the snapshots commands, and garbage
+//! collection leaving nothing behind. Images are built here and served by a real
+//! docker-registry; layers are unpacked into real overlayfs snapshots and mounted by ctr.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::images::{busybox_layer, push_image, push_index, rich_layers, Compression, Format};
+use common::{http, Berthd, Registry};
+
+/// Checks a mounted rich image: content, modes, owners, links, xattrs and whiteouts.
+fn check_rich_tree(root: &Path) {
+    let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert!(meta("bin/busybox").is_file());
+    assert_eq!(std::fs::read_link(root.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert_eq!(meta("tmp").permissions().mode() & 0o7777, 0o1777);
+    assert_eq!(meta("data").permissions().mode() & 0o7777, 0o750);
+    assert_eq!(meta("data/suid").permissions().mode() & 0o7777, 0o4755);
+    let notes = meta("home/user/notes");
+    assert_eq!((notes.uid(), notes.gid()), (1000, 1000));
+    assert_eq!(
+        std::fs::read(root.join("data/big")).unwrap(),
+        common::pseudo_random(300_000, 3)
+    );
+    assert_eq!(meta("data/big").ino(), meta("data/big-link").ino(), "hard link kept");
+    assert_eq!(
+        std::fs::read_link(root.join("data/passwd-link")).unwrap(),
+        Path::new("../etc/passwd")
+    );
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta("data/fifo").file_type()));
+    let x = std::process::Command::new("getfattr")
+        .args(["-d", "-m", "-", "--absolute-names"])
+        .arg(root.join("data/xattrs"))
+        .output()
+        .unwrap();
+    let x = String::from_utf8_lossy(&x.stdout);
+    assert!(x.contains("user.color=\"blue\"") && x.contains("trusted.berth=\"yes\""), "{x}");
+    assert!(!root.join("usr/share/doc/gone.txt").exists(), "whiteout applied");
+    assert!(root.join("usr/share/doc").is_dir());
+    let old: Vec<_> = std::fs::read_dir(root.join("var/lib/old"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(old, ["new"], "opaque directory hides the lower layer's files");
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+fn suite(driver: &str) {
+    let reg = Registry::start();
+    let layers = rich_layers();
+    let gz = push_image(&reg, "t/rich", "gzip", &layers, Compression::Gzip, Format::Oci, "amd64", None);
+    let zs = push_image(&reg, "t/rich", "zstd", &layers, Compression::Zstd, Format::Oci, "amd64", None);
+    let dk = push_image(&reg, "t/rich", "docker", &layers, Compression::Gzip, Format::Docker, "amd64", None);
+    let bb = busybox_layer();
+    let amd = push_image(&reg, "t/multi", "amd64", &[bb.clone()], Compression::Gzip, Format::Oci, "amd64", None);
+    let arm = push_image(&reg, "t/multi", "arm64", &[bb], Compression::Gzip, Format::Oci, "arm64", Some("v8"));
+    push_index(&reg, "t/multi", "latest", &[(&amd, "amd64", None), (&arm, "arm64", Some("v8"))]);
+    let multi = format!("{}/t/multi:latest", reg.addr);
+
+    let d = Berthd::start(driver);
+    let mut events = d
+        .ctr_cmd(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // pulls: gzip, zstd, Docker schema 2 (all three share their diff IDs, so one chain)
+    for img in [&gz, &zs, &dk] {
+        let out = d.ctr_ok(&["images", "pull", "--plain-http", &img.reference]);
+        assert!(out.contains("done"), "{out}");
+    }
+    let ls = d.ctr_ok(&["images", "ls", "-q"]);
+    for img in [&gz, &zs, &dk] {
+        assert!(ls.contains(&img.reference), "{ls}");
+    }
+    let check = d.ctr_ok(&["images", "check"]);
+    assert_eq!(
+        check.lines().filter(|l| l.contains("complete")).count(),
+        3,
+        "{check}"
+    );
+    let snaps = d.ctr_ok(&["snapshots", "ls"]);
+    assert_eq!(
+        snaps.lines().filter(|l| l.contains("Committed")).count(),
+        2,
+        "two layers, one chain shared by all three images: {snaps}"
+    );
+    // the config's snapshot gc label points at the top chain ID (ctr's unpack writes it)
+    let info = d.ctr_ok(&["content", "ls"]);
+    assert!(info.contains("containerd.io/gc.ref.snapshot.overlayfs="), "{info}");
+    assert!(info.contains("containerd.io/uncompressed="), "{info}");
+
+    // the unpacked image, mounted by ctr from berthd's snapshot mounts
+    let mnt = tempfile::tempdir().unwrap();
+    let target = mnt.path().to_str().unwrap();
+    d.ctr_ok(&["images", "mount", &gz.reference, target]);
+    check_rich_tree(mnt.path());
+    d.ctr_ok(&["images", "unmount", target]);
+    assert!(!mnt.path().join("bin").exists(), "unmounted");
+
+    // multi-platform: one platform, then all
+    d.ctr_ok(&["images", "pull", "--plain-http", "--platform", "linux/arm64", &multi]);
+    let content = d.ctr_ok(&["content", "ls", "-q"]);
+    assert!(content.contains(&arm.config), "arm64 config fetched: {content}");
+    assert!(!content.contains(&amd.config), "amd64 config not fetched: {content}");
+    d.ctr_ok(&["images", "pull", "--plain-http", "--all-platforms", &multi]);
+    let content = d.ctr_ok(&["content", "ls", "-q"]);
+    assert!(content.contains(&arm.config) && content.contains(&amd.config), "{content}");
+
+    // tag, label
+    let tagged = format!("{}/t/rich:tagged", reg.addr);
+    d.ctr_ok(&["images", "tag", &gz.reference, &tagged]);
+    d.ctr_ok(&["images", "label", &tagged, "tier=gold"]);
+    let ls = d.ctr_ok(&["images", "ls"]);
+    assert!(
+        ls.lines().any(|l| l.starts_with(&tagged) && l.contains("tier=gold")),
+        "{ls}"
+    );
+
+    // snapshots commands on top of an image's chain
+    let top = d
+        .ctr_ok(&["snapshots", "ls"])
+        .lines()
+        .filter(|l| l.contains("Committed"))
+        .find(|l| !l.split_whitespace().nth(1).unwrap_or("").is_empty() && l.split_whitespace().count() == 3)
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .expect("a committed snapshot with a parent");
+    d.ctr_ok(&["snapshots", "prepare", "work", &top]);
+    let m = d.ctr_ok(&["snapshots", "mounts", "/mnt", "work"]);
+    assert!(m.contains("overlay") && m.contains("lowerdir="), "{m}");
+    d.ctr_ok(&["snapshots", "label", "work", "purpose=test"]);
+    assert!(d.ctr_ok(&["snapshots", "info", "work"]).contains("purpose"));
+    d.ctr_ok(&["snapshots", "commit", "work-done", "work"]);
+    d.ctr_ok(&["snapshots", "view", "look", "work-done"]);
+    let tree = d.ctr_ok(&["snapshots", "tree"]);
+    assert!(tree.contains("work-done") && tree.contains("look"), "{tree}");
+    let usage = d.ctr_ok(&["snapshots", "usage"]);
+    assert!(usage.contains(&top), "{usage}");
+    let e = d.ctr_err(&["snapshots", "rm", "work-done"]);
+    assert!(e.contains("parent"), "{e}");
+    d.ctr_ok(&["snapshots", "rm", "look"]);
+    d.ctr_ok(&["snapshots", "rm", "work-done"]);
+
+    // export, then remove everything, then import the export
+    let exp = tempfile::tempdir().unwrap();
+    let tarball = exp.path().join("rich.tar");
+    d.ctr_ok(&["images", "export", tarball.to_str().unwrap(), &gz.reference]);
+
+    // push to another repository of the registry (ctr uploads what it reads from berthd)
+    let pushed = format!("{}/t/pushed:1", reg.addr);
+    d.ctr_ok(&["images", "tag", &gz.reference, &pushed]);
+    d.ctr_ok(&["images", "push", "--plain-http", &pushed]);
+    let (code, _, body) = http(
+        &reg.addr,
+        "GET",
+        "/v2/t/pushed/manifests/1",
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(format!("sha256:{}", common::sha256_hex(&body)), gz.manifest);
+
+    // convert: uncompressed layers, a new manifest
+    d.ctr_ok(&["images", "convert", "--uncompress", &gz.reference, "converted:1"]);
+    assert!(d.ctr_ok(&["images", "ls", "-q"]).contains("converted:1"));
+
+    let all = d.ctr_ok(&["images", "ls", "-q"]);
+    let mut rm = vec!["images", "rm", "--sync"];
+    rm.extend(lines(&all));
+    d.ctr_ok(&rm);
+    assert_eq!(d.ctr_ok(&["images", "ls", "-q"]).trim(), "");
+    assert_eq!(d.ctr_ok(&["content", "ls", "-q"]).trim(), "", "GC removed every blob");
+    assert_eq!(lines(&d.ctr_ok(&["snapshots", "ls"])).len(), 1, "only the header is left");
+    let blobs = d.root().join("content/blobs/sha256");
+    assert_eq!(std::fs::read_dir(&blobs).map_or(0, |r| r.count()), 0, "blob files unlinked");
+
+    d.ctr_ok(&["images", "import", tarball.to_str().unwrap()]);
+    assert!(d.ctr_ok(&["images", "ls", "-q"]).contains(&gz.reference));
+    let mnt = tempfile::tempdir().unwrap();
+    let target = mnt.path().to_str().unwrap();
+    d.ctr_ok(&["images", "mount", &gz.reference, target]);
+    check_rich_tree(mnt.path());
+    d.ctr_ok(&["images", "unmount", "--rm", target]);
+    d.ctr_ok(&["images", "rm", "--sync", &gz.reference]);
+    assert_eq!(d.ctr_ok(&["content", "ls", "-q"]).trim(), "");
+    assert_eq!(lines(&d.ctr_ok(&["snapshots", "ls"])).len(), 1);
+
+    let _ = events.kill();
+    let out = events.wait_with_output().unwrap();
+    let ev = String::from_utf8_lossy(&out.stdout);
+    for topic in ["/snapshot/prepare", "/snapshot/commit", "/snapshot/remove", "/images/create", "/images/delete"] {
+        assert!(ev.contains(topic), "event {topic} missing:\n{ev}");
+    }
+}
+
+#[test]
+fn ctr_images_on_smol() {
+    suite("smol");
+}
+
+#[test]
+fn ctr_images_on_io_uring() {
+    suite("io-uring");
+}
