@@ -17,6 +17,15 @@ mod generated {
             tonic::include_proto!("google.rpc");
         }
     }
+    pub mod berth {
+        pub mod services {
+            pub mod transfer {
+                pub mod v1 {
+                    tonic::include_proto!("berth.services.transfer.v1");
+                }
+            }
+        }
+    }
     pub mod containerd {
         pub mod types {
             tonic::include_proto!("containerd.types");
@@ -74,6 +83,7 @@ mod generated {
     }
 }
 
+pub use generated::berth::services as berth_services;
 pub use generated::containerd::{events, services, types};
 pub use generated::google::rpc;
 

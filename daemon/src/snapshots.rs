@@ -318,6 +318,35 @@ impl Snapshotter {
         Ok(info)
     }
 
+    /// Rebase an active overlay snapshot onto `parent` (see `Tree::rebase`).
+    pub async fn rebase(
+        &self,
+        now: Instant,
+        ns: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<(), Status> {
+        let mut tree = self.tree.lock().await;
+        let (_, undo) = tree
+            .rebase(now, ns, key, parent)
+            .map_err(|e| snapshot_status(&e))?;
+        if let Err(e) = self.persist(&tree).await {
+            self.undo(&mut tree, undo).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The absolute directory holding a snapshot's files.
+    pub async fn dir_of(&self, ns: &str, key: &str) -> Result<PathBuf, Status> {
+        self.tree
+            .lock()
+            .await
+            .fs_dir(ns, key)
+            .map(|d| self.root.join(d))
+            .ok_or_else(|| Status::not_found(format!("snapshot {key:?} has no directory")))
+    }
+
     /// Stat.
     pub async fn stat(&self, ns: &str, key: &str) -> Result<Info, Status> {
         self.tree

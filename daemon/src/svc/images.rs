@@ -58,6 +58,28 @@ fn to_proto(name: String, rec: ImageRecord) -> Image {
     }
 }
 
+/// Publishes `/images/create` (or `/images/update`) for an image berthd wrote itself.
+pub fn publish_written(d: &Daemon, ns: &str, name: &str, created: bool) {
+    let (topic, ev) = if created {
+        (
+            IMAGE_CREATE,
+            to_any(&ImageCreate {
+                name: name.into(),
+                labels: Default::default(),
+            }),
+        )
+    } else {
+        (
+            IMAGE_UPDATE,
+            to_any(&ImageUpdate {
+                name: name.into(),
+                labels: Default::default(),
+            }),
+        )
+    };
+    d.events.publish(ns, topic, ev, &[("name", name)], d.now());
+}
+
 impl Service {
     fn publish(&self, ns: &str, topic: &str, ev: prost_types::Any, name: &str) {
         self.0

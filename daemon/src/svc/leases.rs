@@ -32,6 +32,27 @@ fn generated_id(now: berth_core::Instant) -> String {
     format!("{}-{}", now.as_nanos(), &salt.hex()[..6])
 }
 
+/// Creates a lease for berthd's own work (pulls, imports) in `ns`, expiring after 24 hours as
+/// ctr's do, so that a crash leaves nothing protected forever. Returns its id.
+pub async fn temporary(d: &Arc<Daemon>, ns: &str) -> Result<String, Status> {
+    let now = d.now();
+    let id = generated_id(now);
+    let expire = berth_core::Instant(now.as_nanos() + 24 * 3600 * 1_000_000_000);
+    let labels: berth_core::metadata::Labels = [(
+        "containerd.io/gc.expire".to_string(),
+        berth_core::metadata::format_rfc3339(expire),
+    )]
+    .into();
+    let (n, i) = (ns.to_string(), id.clone());
+    d.store_write(move |s| {
+        s.namespace_ensure(&n)?;
+        s.lease_create(&n, &i, &labels, now)
+    })
+    .await
+    .map_err(status)?;
+    Ok(id)
+}
+
 fn resource(r: Option<Resource>) -> Result<LeaseResource, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument("resource is missing"))?;
     if r.id.is_empty() || r.r#type.is_empty() {
