@@ -104,7 +104,8 @@ async fn graph(d: &Arc<Daemon>) -> Result<Graph, StoreError> {
                     .into_iter()
                     .filter_map(|r| Resource::from_wire(&r.kind, &r.id))
                     .collect();
-                n.leases.insert(id, gc::Lease::from_labels(&rec.labels, resources));
+                n.leases
+                    .insert(id, gc::Lease::from_labels(&rec.labels, resources));
             }
             g.namespaces.insert(ns, n);
         }
@@ -126,7 +127,9 @@ async fn graph(d: &Arc<Daemon>) -> Result<Graph, StoreError> {
 pub async fn run(d: &Arc<Daemon>) -> Result<Stats, String> {
     let started = StdInstant::now();
     let _w = d.gc.lock.write().await;
-    let graph = graph(d).await.map_err(|e| format!("reading metadata: {e}"))?;
+    let graph = graph(d)
+        .await
+        .map_err(|e| format!("reading metadata: {e}"))?;
     let sweep = collect(&graph, d.now());
     let mut stats = Stats::default();
     for (ns, s) in &sweep.namespaces {
@@ -169,10 +172,11 @@ pub async fn run(d: &Arc<Daemon>) -> Result<Stats, String> {
         stats.leases += l;
     }
     for dg in &sweep.unlink {
-        match d.op(OpKind::Remove {
-            path: Layout::blob(dg),
-        })
-        .await
+        match d
+            .op(OpKind::Remove {
+                path: Layout::blob(dg),
+            })
+            .await
         {
             Ok(_) => stats.blobs += 1,
             Err(e) if e.is_not_found() => {}

@@ -5,10 +5,13 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod archive_io;
+mod blobs;
 mod config;
 mod errors;
 mod events;
 mod gc;
+mod pull;
 mod snapshots;
 mod state;
 mod svc;

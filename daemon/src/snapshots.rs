@@ -94,8 +94,7 @@ impl Snapshotters {
                     }
                     tree
                 }
-                None => Tree::new(make(dir_str))
-                    .map_err(|e| format!("snapshotter {name}: {e}"))?,
+                None => Tree::new(make(dir_str)).map_err(|e| format!("snapshotter {name}: {e}"))?,
             };
             let entries = snapfs::list_snapshot_dirs(&dir).map_err(|e| e.to_string())?;
             for a in tree.cleanup(&entries) {
@@ -172,8 +171,7 @@ impl Snapshotters {
                     if snap.kind != Kind::Active {
                         continue;
                     }
-                    if tree.fs_dir(&ns, key).map(|d| s.root.join(d)) == Some(PathBuf::from(&dir))
-                    {
+                    if tree.fs_dir(&ns, key).map(|d| s.root.join(d)) == Some(PathBuf::from(&dir)) {
                         return Ok((s.clone(), PathBuf::from(dir)));
                     }
                 }

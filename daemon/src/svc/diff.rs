@@ -44,7 +44,13 @@ impl Diff for Service {
         let digest = Digest::parse(&desc.digest).map_err(status)?;
         let mounts: Vec<_> = r.mounts.into_iter().map(mount_from_proto).collect();
         let (ss, dir) = self.0.snapshotters.target_of(&mounts).await?;
-        if self.0.store.content_get(&ns, &digest).map_err(status)?.is_none() {
+        if self
+            .0
+            .store
+            .content_get(&ns, &digest)
+            .map_err(status)?
+            .is_none()
+        {
             return Err(Status::not_found(format!("content {digest}: not found")));
         }
         let blob = self.0.root.join(Layout::blob(&digest));

@@ -94,7 +94,11 @@ const PLUGINS: &[(&str, &str, &[&str])] = &[
         "diff-service",
         &["io.containerd.differ.v1"],
     ),
-    ("io.containerd.grpc.v1", "diff", &["io.containerd.service.v1"]),
+    (
+        "io.containerd.grpc.v1",
+        "diff",
+        &["io.containerd.service.v1"],
+    ),
 ];
 
 /// The platform snapshotters serve (the host's): clients such as containerd's `Pull` with

@@ -2,12 +2,14 @@
 
 pub mod content;
 mod content_write;
+pub mod diff;
 pub mod events;
 pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod snapshots;
+pub mod transfer;
 pub mod version;
 
 use std::sync::Arc;
@@ -53,6 +55,14 @@ pub fn router(d: Arc<Daemon>) -> Router {
             api::snapshots::v1::snapshots_server::SnapshotsServer::new(snapshots::Service(
                 d.clone()
             ))
+        ))
+        .service(limits!(api::diff::v1::diff_server::DiffServer::new(
+            diff::Service(d.clone())
+        )))
+        .service(limits!(
+            berth_api::berth_services::transfer::v1::transfer_server::TransferServer::new(
+                transfer::Service(d.clone())
+            )
         ))
         .service(limits!(api::events::v1::events_server::EventsServer::new(
             events::Service(d)

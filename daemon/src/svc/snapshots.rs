@@ -64,7 +64,13 @@ impl Service {
     }
 
     /// Ensures the namespace exists and, under a lease, adds the snapshot to it.
-    async fn bookkeep<T>(&self, req: &Request<T>, ns: &str, ss: &str, key: &str) -> Result<(), Status> {
+    async fn bookkeep<T>(
+        &self,
+        req: &Request<T>,
+        ns: &str,
+        ss: &str,
+        key: &str,
+    ) -> Result<(), Status> {
         let lease = lease(req)?;
         let (n, ss, key) = (ns.to_string(), ss.to_string(), key.to_string());
         self.0
