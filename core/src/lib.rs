@@ -124,6 +124,7 @@
 //! * [`image`]: references, media types, manifests, platforms, chain IDs.
 //! * [`archive`]: gzip/zstd decoding, tar parsing, layer application.
 //! * [`snapshot`]: the snapshot tree and its mounts.
+//! * [`registry`]: the OCI distribution API client machine.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -135,6 +136,7 @@ pub mod image;
 pub mod machine;
 pub mod metadata;
 pub mod op;
+pub mod registry;
 pub mod snapshot;
 mod time;
 
