@@ -45,7 +45,9 @@
 //! * zstd: frames and skippable frames may be concatenated. The window is limited to libzstd's
 //!   default (2^27 bytes, 128 MiB): frames made with `zstd --long=31` are refused as
 //!   [`DecodeError::Corrupt`] rather than allowed to claim 2 GiB. Frame checksums are checked
-//!   when present. An empty input is [`DecodeError::Truncated`].
+//!   when present, and so is a content size a frame header declares. Every frame is decoded
+//!   block by block, never by libzstd's one-pass shortcut, so that the outcome does not depend
+//!   on how the input is chunked. An empty input is [`DecodeError::Truncated`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -413,7 +415,7 @@ impl Decoder {
                 if self.in_len == 0 {
                     return Err(truncated("stream"));
                 }
-                if z.in_frame {
+                if z.in_frame() {
                     return Err(truncated("frame"));
                 }
                 z.frames
@@ -580,6 +582,54 @@ impl Decoder {
             return Ok(false);
         };
         let in_pos = self.in_pos;
+        let corrupt = |offset: u64, reason: String| DecodeError::Corrupt {
+            codec: Compression::Zstd,
+            offset,
+            reason,
+        };
+        let Some(frame) = &mut z.frame else {
+            // Between frames: gather the next frame header, then hand it to libzstd alone (see
+            // `Zstd`).
+            let Some(front) = self.input.front() else {
+                return Ok(false);
+            };
+            let used = z.gather(front, in_pos)?;
+            if z.head_len == z.header_len() {
+                let head = &z.head[..z.head_len];
+                let start = in_pos + used as u64 - head.len() as u64;
+                let mut inb = InBuffer::around(head);
+                let out0 = self.out.len();
+                let hint = {
+                    let mut outb = OutBuffer::around_pos(&mut self.out, out0);
+                    z.dctx.decompress_stream(&mut outb, &mut inb)
+                };
+                let hint = hint
+                    .map_err(|code| corrupt(start, zstd_safe::get_error_name(code).to_owned()))?;
+                if inb.pos() != head.len() || self.out.len() != out0 {
+                    return Err(corrupt(
+                        start,
+                        "zstd did not take the frame header".to_owned(),
+                    ));
+                }
+                let declared = if head[0] & 0xf0 == 0x50 {
+                    None
+                } else {
+                    zstd_safe::get_frame_content_size(head).ok().flatten()
+                };
+                z.head_len = 0;
+                if hint == 0 {
+                    // An empty skippable frame ends with its header.
+                    z.frames += 1;
+                } else {
+                    z.frame = Some(ZstdFrame {
+                        declared,
+                        produced: 0,
+                    });
+                }
+            }
+            self.advance(used);
+            return Ok(true);
+        };
         let front: &[u8] = match self.input.front() {
             Some(f) => f,
             None if self.flush_pending => &[],
@@ -592,28 +642,29 @@ impl Decoder {
             z.dctx.decompress_stream(&mut outb, &mut inb)
         };
         let used = inb.pos();
-        let hint = hint.map_err(|code| DecodeError::Corrupt {
-            codec: Compression::Zstd,
-            offset: in_pos + used as u64,
-            reason: zstd_safe::get_error_name(code).to_owned(),
-        })?;
+        let at = in_pos + used as u64;
+        let hint = hint.map_err(|code| corrupt(at, zstd_safe::get_error_name(code).to_owned()))?;
         let made = self.out.len() - out0;
-        if hint == 0 {
-            if z.in_frame || used > 0 {
-                z.frames += 1;
+        frame.produced += made as u64;
+        if let Some(declared) = frame.declared {
+            if frame.produced > declared || hint == 0 && frame.produced != declared {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "frame content size differs from the {declared} bytes its header declares"
+                    ),
+                ));
             }
-            z.in_frame = false;
+        }
+        if hint == 0 {
+            z.frames += 1;
+            z.frame = None;
             self.flush_pending = false;
         } else {
-            z.in_frame |= used > 0;
             self.flush_pending = self.out.len() == self.out.capacity();
         }
         if used == 0 && made == 0 && !front.is_empty() {
-            return Err(DecodeError::Corrupt {
-                codec: Compression::Zstd,
-                offset: in_pos,
-                reason: "zstd made no progress".to_owned(),
-            });
+            return Err(corrupt(in_pos, "zstd made no progress".to_owned()));
         }
         self.advance(used);
         Ok(used > 0 || made > 0)
@@ -805,26 +856,111 @@ impl GzHeader {
     }
 }
 
+/// The magic number of a zstd frame, as it appears in the stream.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The longest zstd frame header (`ZSTD_FRAMEHEADERSIZE_MAX`): magic number, frame header
+/// descriptor, window descriptor, 4-byte dictionary ID and 8-byte content size.
+const ZSTD_HEADER_MAX: usize = 18;
+
+/// libzstd's streaming decoder, fed so that its result cannot depend on chunking.
+///
+/// `ZSTD_decompressStream` has a one-pass shortcut: in the call in which it completes a frame
+/// header, if the frame declares a content size, the output buffer has room for all of it and
+/// the call's input holds a whole frame, it decodes that frame with the one-shot
+/// `ZSTD_decompress` path instead of block by block. The two paths check different things:
+/// the one-pass path checks the declared content size always (block by block, libzstd skips
+/// the check when the last block is empty) but checks neither the window limit nor the block
+/// size limit. Whether the shortcut is taken depends on where pushes and output chunks end,
+/// and so did the result. Worse, the shortcut reads the "whole frame" from the first byte of
+/// the call's input, which is the middle of the header when the header spans two calls.
+///
+/// So every frame header is gathered here (up to [`ZSTD_HEADER_MAX`] bytes) and handed to
+/// libzstd alone, in one call that starts at the frame's first byte: that input never holds a
+/// whole frame, the shortcut is never taken, and every frame is decoded block by block.
+/// The check that path lacks, a declared content size against the bytes the frame holds, is
+/// made here for every frame.
 struct Zstd {
     dctx: DCtx<'static>,
-    /// Input of an unfinished frame has been consumed.
-    in_frame: bool,
+    /// The header of the next frame, `head_len` bytes of it gathered so far.
+    head: [u8; ZSTD_HEADER_MAX],
+    head_len: usize,
+    /// The frame whose header libzstd has taken, until it ends.
+    frame: Option<ZstdFrame>,
     frames: u64,
+}
+
+struct ZstdFrame {
+    /// The content size its header declares (`None` if it declares none, or is skippable).
+    declared: Option<u64>,
+    /// Bytes it has produced so far.
+    produced: u64,
 }
 
 impl Zstd {
     fn new() -> Option<Self> {
         Some(Zstd {
             dctx: DCtx::try_create()?,
-            in_frame: false,
+            head: [0; ZSTD_HEADER_MAX],
+            head_len: 0,
+            frame: None,
             frames: 0,
         })
+    }
+
+    /// Whether input of an unfinished frame has been consumed.
+    fn in_frame(&self) -> bool {
+        self.head_len > 0 || self.frame.is_some()
+    }
+
+    /// The length of the header being gathered: 5 until its first 5 bytes (magic number and
+    /// frame header descriptor) are in, then its full length (as `ZSTD_frameHeaderSize`).
+    fn header_len(&self) -> usize {
+        if self.head_len < 5 {
+            return 5;
+        }
+        if self.head[0] & 0xf0 == 0x50 {
+            // A skippable frame: magic number and a 4-byte length.
+            return 8;
+        }
+        let fhd = self.head[4];
+        let single_segment = fhd & 0x20 != 0;
+        let dict_id = [0, 1, 2, 4][usize::from(fhd & 3)];
+        let content_size = [usize::from(single_segment), 2, 4, 8][usize::from(fhd >> 6)];
+        5 + usize::from(!single_segment) + dict_id + content_size
+    }
+
+    /// Gathers header bytes from `data` (which starts at input offset `at`); returns how many
+    /// it took. A wrong magic number is refused as soon as its bytes arrive, as libzstd does.
+    fn gather(&mut self, data: &[u8], at: u64) -> Result<usize, DecodeError> {
+        let mut i = 0;
+        while i < data.len() && self.head_len < self.header_len() {
+            let have = self.head_len;
+            let n = (self.header_len() - have).min(data.len() - i);
+            self.head[have..have + n].copy_from_slice(&data[i..i + n]);
+            let magic = if self.head[0] & 0xf0 == 0x50 {
+                [self.head[0], 0x2a, 0x4d, 0x18]
+            } else {
+                ZSTD_MAGIC
+            };
+            if let Some(k) = (have..(have + n).min(4)).find(|&k| self.head[k] != magic[k]) {
+                return Err(DecodeError::Corrupt {
+                    codec: Compression::Zstd,
+                    offset: at + (i + k - have) as u64,
+                    reason: "Unknown frame descriptor".to_owned(),
+                });
+            }
+            self.head_len += n;
+            i += n;
+        }
+        Ok(i)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Write;
 
     pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
@@ -1006,24 +1142,568 @@ mod tests {
         }
     }
 
-    /// Open bug, found by the `archive_zstd` fuzz target: two tiny RLE frames that libzstd
-    /// rejects as corrupt when the stream is pushed whole, but decodes (8192 bytes, 2 frames)
-    /// when it is pushed in pieces. The decoder's result must not depend on chunking.
+    /// Decodes `input` pushed in pieces cut at `cuts` (any order, out-of-range cuts ignored),
+    /// with output chunks of at most `chunk` bytes.
+    fn decode_cut(
+        input: &[u8],
+        cuts: &[usize],
+        chunk: usize,
+    ) -> Result<(Vec<u8>, Decoded), DecodeError> {
+        let mut cuts: Vec<usize> = cuts.iter().copied().filter(|&c| c < input.len()).collect();
+        cuts.push(0);
+        cuts.push(input.len());
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut d = Decoder::new(Compression::Zstd).with_chunk_size(chunk);
+        let mut out = Vec::new();
+        for w in cuts.windows(2) {
+            d.push_slice(&input[w[0]..w[1]])?;
+            while let Some(c) = d.poll()? {
+                assert!(!c.is_empty() && c.len() <= d.chunk_size());
+                out.extend_from_slice(&c);
+            }
+        }
+        let s = d.finish()?;
+        assert_eq!(s.uncompressed_len, out.len() as u64);
+        assert_eq!(s.diff_id, Digest::sha256(&out));
+        Ok((out, s))
+    }
+
+    /// Whether two outcomes agree: the same output and summary, or errors of one kind (corrupt
+    /// data offsets are approximate). The error describes the difference.
+    fn same_outcome(
+        a: &Result<(Vec<u8>, Decoded), DecodeError>,
+        b: &Result<(Vec<u8>, Decoded), DecodeError>,
+    ) -> Result<(), String> {
+        match (a, b) {
+            (Ok(x), Ok(y)) if x == y => Ok(()),
+            (Err(x), Err(y)) if std::mem::discriminant(x) == std::mem::discriminant(y) => Ok(()),
+            _ => Err(format!("{:?} vs {:?}", brief(a), brief(b))),
+        }
+    }
+
+    fn brief(r: &Result<(Vec<u8>, Decoded), DecodeError>) -> Result<(usize, u64), &DecodeError> {
+        r.as_ref().map(|(o, s)| (o.len(), s.members))
+    }
+
+    /// A block of a hand-made zstd frame.
+    #[derive(Debug, Clone)]
+    enum Block {
+        Raw(Vec<u8>),
+        /// A byte and its repeat count.
+        Rle(u8, u32),
+    }
+
+    impl Block {
+        fn content(&self) -> Vec<u8> {
+            match self {
+                Block::Raw(d) => d.clone(),
+                Block::Rle(b, n) => vec![*b; *n as usize],
+            }
+        }
+
+        fn encode(&self, last: bool, out: &mut Vec<u8>) {
+            let (kind, size, payload): (u32, u32, &[u8]) = match self {
+                Block::Raw(d) => (0, d.len() as u32, d),
+                Block::Rle(b, n) => (1, *n, std::slice::from_ref(b)),
+            };
+            let header = u32::from(last) | kind << 1 | size << 3;
+            out.extend_from_slice(&header.to_le_bytes()[..3]);
+            out.extend_from_slice(payload);
+        }
+    }
+
+    /// How a hand-made frame header states its content size.
+    #[derive(Debug, Clone, Copy)]
+    enum Fcs {
+        /// Not at all (a window descriptor instead).
+        Absent,
+        /// In a field of the smallest size that holds it (8 bytes if `wide`); a single-segment
+        /// frame has no window descriptor.
+        Declared { single: bool, wide: bool },
+    }
+
+    /// A hand-made frame (no checksum): a header with a 2^`window_log` window (unless single
+    /// segment) and `blocks`, of which the last is flagged last (an empty raw one if there are
+    /// none). The header declares `declared`, or else the true content size.
+    fn hand_frame(fcs: Fcs, window_log: u8, blocks: &[Block], declared: Option<u64>) -> Vec<u8> {
+        let size =
+            declared.unwrap_or_else(|| blocks.iter().map(|b| b.content().len() as u64).sum());
+        let mut out = ZSTD_MAGIC.to_vec();
+        let (single, field): (bool, Vec<u8>) = match fcs {
+            Fcs::Absent => (false, Vec::new()),
+            Fcs::Declared { single, wide } => (
+                single,
+                match size {
+                    _ if wide => size.to_le_bytes().to_vec(),
+                    0..=255 if single => vec![size as u8],
+                    256..=65791 => ((size - 256) as u16).to_le_bytes().to_vec(),
+                    _ if size <= u64::from(u32::MAX) => (size as u32).to_le_bytes().to_vec(),
+                    _ => size.to_le_bytes().to_vec(),
+                },
+            ),
+        };
+        let fcs_id: u8 = match field.len() {
+            0 | 1 => 0,
+            2 => 1,
+            4 => 2,
+            _ => 3,
+        };
+        out.push(fcs_id << 6 | u8::from(single) << 5);
+        if !single {
+            out.push((window_log - 10) << 3);
+        }
+        out.extend_from_slice(&field);
+        match blocks.split_last() {
+            None => Block::Raw(Vec::new()).encode(true, &mut out),
+            Some((last, rest)) => {
+                for b in rest {
+                    b.encode(false, &mut out);
+                }
+                last.encode(true, &mut out);
+            }
+        }
+        out
+    }
+
+    fn skippable_frame(nibble: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x50 | (nibble & 0xf), 0x2a, 0x4d, 0x18];
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Found by the `archive_zstd` fuzz target: a frame whose header declares 259 bytes but
+    /// whose only block is an empty last raw block, then an RLE frame of 8192 bytes. libzstd
+    /// checked the declared size only when it decoded the first frame in one pass (the whole
+    /// frame in one input buffer and room for it in the output), so the stream was refused
+    /// when pushed whole and decoded when pushed in pieces. It is corrupt either way.
     #[test]
-    #[ignore = "open bug: zstd result depends on chunking (fuzz/README.md)"]
     fn zstd_result_does_not_depend_on_chunking() {
         let input: &[u8] = &[
             0x28, 0xb5, 0x2f, 0xfd, 0x40, 0x64, 0x03, 0x00, 0x01, 0x00, 0x00, 0x28, 0xb5, 0x2f,
             0xfd, 0x00, 0x64, 0x03, 0x00, 0x01, 0x46,
         ];
         let whole = decode(Compression::Zstd, input, input.len()).map(|(o, _)| o);
-        for size in [1, 2, 3, 5, 8, 13] {
-            let pieces = decode(Compression::Zstd, input, size).map(|(o, _)| o);
-            assert_eq!(
-                whole.is_ok(),
-                pieces.is_ok(),
-                "size {size}: {whole:?} vs {pieces:?}"
+        assert!(
+            matches!(whole, Err(DecodeError::Corrupt { .. })),
+            "{whole:?}"
+        );
+        for chunk in [512, 1000, DEFAULT_CHUNK_SIZE] {
+            for size in 1..=input.len() {
+                let cuts: Vec<usize> = (size..input.len()).step_by(size).collect();
+                let r = decode_cut(input, &cuts, chunk);
+                assert!(
+                    matches!(r, Err(DecodeError::Corrupt { .. })),
+                    "chunk {chunk}, size {size}: {:?}",
+                    brief(&r)
+                );
+            }
+        }
+    }
+
+    /// A frame header that libzstd takes in two calls must not be read again from the start
+    /// of the second call's input. libzstd looks for its one-pass shortcut at the start of the
+    /// call in which a header completes, so with the header split after its window byte it
+    /// used to decode the dictionary ID and content size fields, which here spell an empty
+    /// skippable frame, as the whole frame: the frame's dictionary ID (which needs a dictionary
+    /// this decoder does not have) and its declared size went unchecked, and the stream
+    /// decoded. Pushed whole it is refused.
+    #[test]
+    fn zstd_frame_header_split_across_pushes_is_read_once() {
+        let mut input = vec![0x28, 0xb5, 0x2f, 0xfd, 0x43, 0x00];
+        // Dictionary ID, then a 2-byte content size (256) and the first two bytes of a block
+        // header: from the dictionary ID on, an empty skippable frame.
+        input.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 0x00, 0x00, 0x00, 0x00]);
+        input.extend_from_slice(&zstd(b"hello"));
+        for chunk in [512, DEFAULT_CHUNK_SIZE] {
+            let whole = decode_cut(&input, &[], chunk);
+            assert!(
+                matches!(whole, Err(DecodeError::Corrupt { .. })),
+                "{:?}",
+                brief(&whole)
             );
+            for cut in 1..input.len() {
+                let r = decode_cut(&input, &[cut], chunk);
+                assert!(
+                    matches!(r, Err(DecodeError::Corrupt { .. })),
+                    "cut {cut}: {:?}",
+                    brief(&r)
+                );
+            }
+        }
+    }
+
+    /// Frames whose header disagrees with their blocks, or asks for more than the decoder
+    /// allows, are refused however they arrive, including when a whole small frame fits in
+    /// one push and one output chunk (where libzstd would decode it in one pass, with checks
+    /// of its own).
+    #[test]
+    fn zstd_frame_checks_do_not_depend_on_chunking() {
+        let declared = |single, n| {
+            hand_frame(
+                Fcs::Declared {
+                    single,
+                    wide: false,
+                },
+                17,
+                &[
+                    Block::Raw(b"abc".to_vec()),
+                    Block::Rle(b'x', 5),
+                    Block::Raw(Vec::new()),
+                ],
+                Some(n),
+            )
+        };
+        let refused = [
+            // declared size above, below, and an empty frame declaring content
+            declared(false, 9),
+            declared(false, 7),
+            declared(true, 300),
+            declared(true, 0),
+            hand_frame(
+                Fcs::Declared {
+                    single: true,
+                    wide: true,
+                },
+                17,
+                &[],
+                Some(3),
+            ),
+            // a 2 GiB window (above libzstd's default limit) with a tiny declared size
+            hand_frame(
+                Fcs::Declared {
+                    single: false,
+                    wide: false,
+                },
+                31,
+                &[Block::Raw(b"tiny".to_vec())],
+                None,
+            ),
+            // a 2 KiB raw block in a frame with a 1 KiB window
+            hand_frame(
+                Fcs::Declared {
+                    single: false,
+                    wide: false,
+                },
+                10,
+                &[Block::Raw(vec![7; 2048])],
+                None,
+            ),
+        ];
+        for (i, frame) in refused.iter().enumerate() {
+            let mut input = frame.clone();
+            input.extend_from_slice(&zstd(b"after"));
+            for chunk in [512, DEFAULT_CHUNK_SIZE] {
+                for size in [1, 2, 3, 5, 7, 11, input.len()] {
+                    let cuts: Vec<usize> = (size..input.len()).step_by(size).collect();
+                    let r = decode_cut(&input, &cuts, chunk);
+                    assert!(
+                        matches!(r, Err(DecodeError::Corrupt { .. })),
+                        "frame {i}, chunk {chunk}, size {size}: {:?}",
+                        brief(&r)
+                    );
+                }
+            }
+        }
+        // The same frames telling the truth decode, each in every way.
+        let ok = [
+            declared(false, 8),
+            declared(true, 8),
+            hand_frame(
+                Fcs::Declared {
+                    single: true,
+                    wide: true,
+                },
+                17,
+                &[],
+                None,
+            ),
+            hand_frame(
+                Fcs::Absent,
+                10,
+                &[Block::Raw(vec![7; 1024]), Block::Rle(1, 1024)],
+                None,
+            ),
+            hand_frame(
+                Fcs::Declared {
+                    single: false,
+                    wide: false,
+                },
+                27,
+                &[Block::Raw(b"tiny".to_vec())],
+                None,
+            ),
+        ];
+        for (i, frame) in ok.iter().enumerate() {
+            let want = zstd::decode_all(&frame[..]).unwrap();
+            for chunk in [512, DEFAULT_CHUNK_SIZE] {
+                for size in [1, 2, 3, 5, 7, 11, frame.len()] {
+                    let cuts: Vec<usize> = (size..frame.len()).step_by(size).collect();
+                    let (out, s) = decode_cut(frame, &cuts, chunk)
+                        .unwrap_or_else(|e| panic!("frame {i}: {e}"));
+                    assert_eq!(out, want, "frame {i}");
+                    assert_eq!(s.members, 1);
+                }
+            }
+        }
+    }
+
+    /// One frame of a generated zstd stream.
+    #[derive(Debug, Clone)]
+    enum FrameSpec {
+        /// Made by libzstd (compressed blocks, raw ones for incompressible data, RLE ones for
+        /// runs after the first block; an empty input makes an empty frame).
+        Lib {
+            data: Vec<u8>,
+            level: i32,
+            checksum: bool,
+            declared: bool,
+        },
+        /// Made by hand from raw and RLE blocks, empty ones included, with a 2^`window_log`
+        /// window unless single segment, declaring its content size plus `lie` if it declares
+        /// one.
+        Hand {
+            blocks: Vec<Block>,
+            fcs: Fcs,
+            window_log: u8,
+            lie: i8,
+        },
+        Skippable {
+            nibble: u8,
+            payload: Vec<u8>,
+        },
+    }
+
+    impl FrameSpec {
+        /// The frame's bytes and content.
+        fn build(&self) -> (Vec<u8>, Vec<u8>) {
+            match self {
+                FrameSpec::Lib {
+                    data,
+                    level,
+                    checksum,
+                    declared,
+                } => {
+                    let mut e = zstd::stream::Encoder::new(Vec::new(), *level).unwrap();
+                    e.include_checksum(*checksum).unwrap();
+                    if *declared {
+                        e.include_contentsize(true).unwrap();
+                        e.set_pledged_src_size(Some(data.len() as u64)).unwrap();
+                    }
+                    e.write_all(data).unwrap();
+                    (e.finish().unwrap(), data.clone())
+                }
+                FrameSpec::Hand {
+                    blocks,
+                    fcs,
+                    window_log,
+                    lie,
+                } => {
+                    let content: Vec<u8> = blocks.iter().flat_map(Block::content).collect();
+                    let declared = (content.len() as u64).saturating_add_signed(i64::from(*lie));
+                    (
+                        hand_frame(*fcs, *window_log, blocks, Some(declared)),
+                        content,
+                    )
+                }
+                FrameSpec::Skippable { nibble, payload } => {
+                    (skippable_frame(*nibble, payload), Vec::new())
+                }
+            }
+        }
+    }
+
+    /// A generated stream: its bytes, its content, its frame count and the offsets at which
+    /// its frames start.
+    #[derive(Debug, Clone)]
+    struct Stream {
+        bytes: Vec<u8>,
+        content: Vec<u8>,
+        frames: u64,
+        starts: Vec<usize>,
+    }
+
+    fn stream(specs: &[FrameSpec]) -> Stream {
+        let mut st = Stream {
+            bytes: Vec::new(),
+            content: Vec::new(),
+            frames: specs.len() as u64,
+            starts: Vec::new(),
+        };
+        for spec in specs {
+            let (bytes, content) = spec.build();
+            st.starts.push(st.bytes.len());
+            st.bytes.extend_from_slice(&bytes);
+            st.content.extend_from_slice(&content);
+        }
+        st
+    }
+
+    mod strategies {
+        use super::{Block, Fcs, FrameSpec};
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// Frame content: pieces of incompressible bytes, long runs and repetitive text.
+        fn data() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                3 => vec(any::<u8>(), 0..3000),
+                1 => (any::<u8>(), 0..300_000usize).prop_map(|(b, n)| vec![b; n]),
+                2 => (1..40usize, 0..60_000usize).prop_map(|(m, n)| {
+                    (0..n).map(|i| (i % m) as u8 ^ (i / 4096) as u8).collect()
+                }),
+            ];
+            vec(piece, 0..4).prop_map(|v| v.concat())
+        }
+
+        fn block() -> impl Strategy<Value = Block> {
+            prop_oneof![
+                2 => vec(any::<u8>(), 0..2000).prop_map(Block::Raw),
+                1 => Just(Block::Raw(Vec::new())),
+                2 => (any::<u8>(), 1..5000u32).prop_map(|(b, n)| Block::Rle(b, n)),
+            ]
+        }
+
+        fn fcs() -> impl Strategy<Value = Fcs> {
+            prop_oneof![
+                Just(Fcs::Absent),
+                (any::<bool>(), any::<bool>())
+                    .prop_map(|(single, wide)| Fcs::Declared { single, wide }),
+            ]
+        }
+
+        /// A valid frame; if `lying`, a hand-made one may declare the wrong content size and
+        /// any window (2^10 to 2^31: its blocks may not fit, or the window may be above the
+        /// limit).
+        pub(super) fn frame(lying: bool) -> impl Strategy<Value = FrameSpec> {
+            let (window, lie) = if lying {
+                (
+                    prop_oneof![Just(17), 10..32u8].boxed(),
+                    prop_oneof![Just(0), -3..4i8].boxed(),
+                )
+            } else {
+                (Just(17).boxed(), Just(0).boxed())
+            };
+            prop_oneof![
+                3 => (data(), -3..10i32, any::<bool>(), any::<bool>()).prop_map(
+                    |(data, level, checksum, declared)| FrameSpec::Lib {
+                        data,
+                        level,
+                        checksum,
+                        declared,
+                    }
+                ),
+                3 => (vec(block(), 0..5), fcs(), window, lie).prop_map(
+                    |(blocks, fcs, window_log, lie)| FrameSpec::Hand {
+                        blocks,
+                        fcs,
+                        window_log,
+                        lie,
+                    }
+                ),
+                1 => (0..16u8, vec(any::<u8>(), 0..100))
+                    .prop_map(|(nibble, payload)| FrameSpec::Skippable { nibble, payload }),
+            ]
+        }
+
+        /// Where to cut a stream: anywhere, and just after frame starts (frame `i % frames`,
+        /// plus 0 to 19 bytes: inside its header).
+        pub(super) fn cuts(
+        ) -> impl Strategy<Value = (Vec<prop::sample::Index>, Vec<(usize, usize)>)> {
+            (
+                vec(any::<prop::sample::Index>(), 0..24),
+                vec((any::<usize>(), 0..20usize), 0..8),
+            )
+        }
+
+        pub(super) fn chunk() -> impl Strategy<Value = usize> {
+            prop_oneof![Just(512), 512..70_000usize, Just(super::DEFAULT_CHUNK_SIZE)]
+        }
+    }
+
+    fn cut_points(
+        st: &Stream,
+        (anywhere, near): &(Vec<prop::sample::Index>, Vec<(usize, usize)>),
+    ) -> Vec<usize> {
+        let len = st.bytes.len().max(1);
+        anywhere
+            .iter()
+            .map(|i| i.index(len))
+            .chain(near.iter().map(|(f, k)| st.starts[f % st.starts.len()] + k))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+        /// Valid multi-frame streams decode to their content, as `zstd::decode_all` does, and
+        /// to the same output and summary however they are pushed and drained.
+        #[test]
+        fn zstd_valid_streams_decode_the_same_in_any_chunking(
+            specs in prop::collection::vec(strategies::frame(false), 1..6),
+            cuts in strategies::cuts(),
+            chunk in strategies::chunk(),
+            chunk2 in strategies::chunk(),
+        ) {
+            let st = stream(&specs);
+            prop_assert_eq!(zstd::decode_all(&st.bytes[..]).unwrap(), st.content.clone());
+            let whole = decode_cut(&st.bytes, &[], chunk);
+            let (out, s) = whole.clone().unwrap();
+            prop_assert!(out == st.content, "whole: {} bytes out, {} expected", out.len(), st.content.len());
+            prop_assert_eq!(s.members, st.frames);
+            prop_assert_eq!(s.compressed_digest, Some(Digest::sha256(&st.bytes)));
+            let cut = decode_cut(&st.bytes, &cut_points(&st, &cuts), chunk2);
+            same_outcome(&whole, &cut).map_err(TestCaseError::fail)?;
+            // Headers split everywhere: every frame's first 20 bytes pushed one at a time.
+            let bytewise: Vec<usize> = st.starts.iter().flat_map(|&s| s..s + 20).collect();
+            let bytewise = decode_cut(&st.bytes, &bytewise, chunk);
+            same_outcome(&whole, &bytewise).map_err(TestCaseError::fail)?;
+        }
+
+        /// Damaged streams (frames declaring the wrong content size or a window their blocks
+        /// do not fit in or above the limit; bytes flipped, inserted or dropped, in headers
+        /// above all; cut short) get one outcome however they are pushed: the same output, or
+        /// the same kind of error.
+        #[test]
+        fn zstd_damaged_streams_get_one_outcome_in_any_chunking(
+            specs in prop::collection::vec(strategies::frame(true), 1..4),
+            damage in prop::collection::vec(
+                (any::<usize>(), 0..24usize, any::<prop::sample::Index>(), 1..=255u8, 0..4u8),
+                0..4,
+            ),
+            cuts in strategies::cuts(),
+            chunk in strategies::chunk(),
+            chunk2 in strategies::chunk(),
+        ) {
+            let st = stream(&specs);
+            let mut bytes = st.bytes.clone();
+            for &(f, k, anywhere, x, how) in &damage {
+                if bytes.is_empty() {
+                    break;
+                }
+                // Half the damage lands in the first 24 bytes of a frame.
+                let at = if x % 2 == 0 {
+                    (st.starts[f % st.starts.len()] + k).min(bytes.len() - 1)
+                } else {
+                    anywhere.index(bytes.len())
+                };
+                match how {
+                    0 => bytes[at] ^= x,
+                    1 => bytes.insert(at, x),
+                    2 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let st = Stream { bytes, ..st };
+            let whole = decode_cut(&st.bytes, &[], chunk);
+            let cut = decode_cut(&st.bytes, &cut_points(&st, &cuts), chunk2);
+            same_outcome(&whole, &cut).map_err(TestCaseError::fail)?;
+            let bytewise: Vec<usize> = st.starts.iter().flat_map(|&s| s..s + 20).collect();
+            let bytewise = decode_cut(&st.bytes, &bytewise, chunk2);
+            same_outcome(&whole, &bytewise).map_err(TestCaseError::fail)?;
         }
     }
 

@@ -687,11 +687,13 @@ impl Tree {
             return refuse("only active snapshots can be rebased");
         }
         if let Some(p) = parent {
-            let ps = self.get(ns, p).ok_or_else(|| SnapshotError::ParentNotFound {
-                namespace: ns.into(),
-                key: key.into(),
-                parent: p.into(),
-            })?;
+            let ps = self
+                .get(ns, p)
+                .ok_or_else(|| SnapshotError::ParentNotFound {
+                    namespace: ns.into(),
+                    key: key.into(),
+                    parent: p.into(),
+                })?;
             if ps.kind != Kind::Committed {
                 return Err(SnapshotError::ParentNotCommitted {
                     key: key.into(),
