@@ -40,7 +40,7 @@ fn io_status(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Status {
 }
 
 /// The blobs of an image DAG the namespace has, root first, each once.
-async fn walk(d: &Arc<Daemon>, ns: &str, root: &Descriptor) -> Result<Vec<Descriptor>, Status> {
+pub async fn walk(d: &Arc<Daemon>, ns: &str, root: &Descriptor) -> Result<Vec<Descriptor>, Status> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut queue = vec![root.clone()];

@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod gc;
 mod pull;
+mod push;
 mod snapshots;
 mod state;
 mod svc;

@@ -63,6 +63,36 @@ fn to_proto(p: pull::Progress) -> Progress {
     }
 }
 
+/// Runs a transfer on its own task and streams its progress, then its error if it fails.
+fn progress_stream<F, Fut>(run: F) -> ProgressStream
+where
+    F: FnOnce(async_channel::Sender<pull::Progress>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Status>> + Send + 'static,
+{
+    let (tx, rx) = async_channel::bounded(64);
+    let (out_tx, out_rx) = async_channel::bounded::<Result<Progress, Status>>(64);
+    let work = run(tx);
+    smol::spawn(async move {
+        let forward = {
+            let out_tx = out_tx.clone();
+            smol::spawn(async move {
+                while let Ok(p) = rx.recv().await {
+                    if out_tx.send(Ok(to_proto(p))).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let result = work.await;
+        forward.await;
+        if let Err(e) = result {
+            let _ = out_tx.send(Err(e)).await;
+        }
+    })
+    .detach();
+    Box::pin(out_rx)
+}
+
 /// A path on berthd's host given by a client: absolute, or refused.
 fn absolute(p: &str) -> Result<std::path::PathBuf, Status> {
     let path = std::path::PathBuf::from(p);
@@ -97,36 +127,31 @@ impl Transfer for Service {
             unpack: !r.skip_unpack,
         };
         let client = client(&opts.reference, r.plain_http_hosts, &r.credentials);
-        let (tx, rx) = async_channel::bounded(64);
-        let (out_tx, out_rx) = async_channel::bounded::<Result<Progress, Status>>(64);
         let d = self.0.clone();
-        smol::spawn(async move {
-            let forward = {
-                let out_tx = out_tx.clone();
-                smol::spawn(async move {
-                    while let Ok(p) = rx.recv().await {
-                        if out_tx.send(Ok(to_proto(p))).await.is_err() {
-                            break;
-                        }
-                    }
-                })
-            };
-            let result = pull::pull(&d, &ns, &client, opts, tx).await;
-            forward.await;
-            if let Err(e) = result {
-                let _ = out_tx.send(Err(e)).await;
-            }
-        })
-        .detach();
-        Ok(Response::new(Box::pin(out_rx)))
+        Ok(Response::new(progress_stream(move |tx| async move {
+            pull::pull(&d, &ns, &client, opts, tx).await.map(|_| ())
+        })))
     }
 
     type PushStream = ProgressStream;
 
-    async fn push(&self, _req: Request<PushRequest>) -> Result<Response<Self::PushStream>, Status> {
-        Err(Status::unimplemented(
-            "berth image push is not implemented yet",
-        ))
+    async fn push(&self, req: Request<PushRequest>) -> Result<Response<Self::PushStream>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let target = if r.reference.is_empty() {
+            &r.image
+        } else {
+            &r.reference
+        };
+        let target = Reference::parse(target)
+            .map_err(|e| Status::invalid_argument(format!("reference {target:?}: {e}")))?;
+        let client = client(&target, r.plain_http_hosts, &r.credentials);
+        let d = self.0.clone();
+        Ok(Response::new(progress_stream(move |tx| async move {
+            crate::push::push(&d, &ns, &client, &r.image, &target, tx)
+                .await
+                .map(|_| ())
+        })))
     }
 
     async fn import(
