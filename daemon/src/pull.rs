@@ -689,11 +689,12 @@ async fn download(
         };
         while let Ok(chunk) = rx.recv_blocking() {
             file.write(&chunk)?;
+            let len = chunk.len() as u64;
             if let Some(a) = applier.as_mut() {
-                a.push(&chunk)
+                a.push_bytes(chunk)
                     .map_err(|e| Status::invalid_argument(format!("unpacking {digest}: {e}")))?;
             }
-            done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            done.fetch_add(len, Ordering::Relaxed);
         }
         let applied = match applier {
             Some(a) => Some(

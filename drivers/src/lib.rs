@@ -15,11 +15,13 @@
 //! * [`conformance`]: one list of behaviours every executor must show.
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod conformance;
 pub mod exec;
 pub mod fake;
 pub mod host;
 pub mod layout;
+pub mod registry;
 pub mod run;
 pub mod snapfs;
 pub mod store;

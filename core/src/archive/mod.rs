@@ -105,6 +105,7 @@
 //! application can skip. Hashing the compressed stream again is optional
 //! ([`Decoder::hash_compressed`]): the content store verifies the blob digest on commit.
 
+pub mod apply;
 pub mod decompress;
 pub mod path;
 pub mod tar;
