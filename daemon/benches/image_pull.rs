@@ -75,7 +75,10 @@ impl Berthd {
             .unwrap();
         let t0 = Instant::now();
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "berthd did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "berthd did not start"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Berthd { child, sock, dir }
@@ -83,7 +86,10 @@ impl Berthd {
 
     fn berth(&self, cli: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(cli);
-        c.arg("--address").arg(&self.sock).args(["-n", NS]).args(args);
+        c.arg("--address")
+            .arg(&self.sock)
+            .args(["-n", NS])
+            .args(args);
         c
     }
 
@@ -119,7 +125,9 @@ fn wipe_containerd() {
         args.extend(names);
         timed(&mut peer_ctr(&args));
     }
-    for l in String::from_utf8_lossy(&peer_ctr(&["leases", "ls", "-q"]).output().unwrap().stdout).lines() {
+    for l in
+        String::from_utf8_lossy(&peer_ctr(&["leases", "ls", "-q"]).output().unwrap().stdout).lines()
+    {
         let _ = peer_ctr(&["leases", "rm", l]).output();
     }
     let _ = peer_ctr(&["content", "prune", "references"]).output();
@@ -137,10 +145,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let peer = repo.join("../shared/peer");
     if std::os::unix::net::UnixStream::connect("/run/peer-containerd/containerd.sock").is_err() {
-        assert!(peer.join("setup.sh").exists(), "../shared/peer/setup.sh not found");
+        assert!(
+            peer.join("setup.sh").exists(),
+            "../shared/peer/setup.sh not found"
+        );
         sh(&format!("{}/setup.sh >/dev/null", peer.display()));
     }
     let mf = format!("{REG}/many-files:latest");
@@ -161,7 +175,10 @@ fn main() {
     let bin_dir = target.parent().unwrap().parent().unwrap();
     let berthd = bin_dir.join("berthd");
     let cli = bin_dir.join("berth");
-    assert!(cli.exists(), "build the CLI first: cargo build --release -p berth");
+    assert!(
+        cli.exists(),
+        "build the CLI first: cargo build --release -p berth"
+    );
     let base = PathBuf::from(format!("/var/tmp/berth-image-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
 
@@ -186,7 +203,12 @@ fn main() {
     wipe_containerd();
     timed(peer_ctr(&["images", "pull", "--plain-http", &mf]));
     let export = base.join("mf-export.tar");
-    timed(peer_ctr(&["images", "export", export.to_str().unwrap(), &mf]));
+    timed(peer_ctr(&[
+        "images",
+        "export",
+        export.to_str().unwrap(),
+        &mf,
+    ]));
     wipe_containerd();
 
     println!(
@@ -196,12 +218,42 @@ fn main() {
     );
     let mut floor = Vec::new();
     let mut figs = vec![
-        Figure { name: "pull, cold (gzip)", berth: vec![], peer: vec![], goal: 0.33 },
-        Figure { name: "unpack, content present", berth: vec![], peer: vec![], goal: 0.30 },
-        Figure { name: "pull, cold (zstd)", berth: vec![], peer: vec![], goal: 0.35 },
-        Figure { name: "import of the exported tar", berth: vec![], peer: vec![], goal: 0.33 },
-        Figure { name: "images rm --sync", berth: vec![], peer: vec![], goal: 0.20 },
-        Figure { name: "ctr images pull: berthd vs containerd", berth: vec![], peer: vec![], goal: 0.60 },
+        Figure {
+            name: "pull, cold (gzip)",
+            berth: vec![],
+            peer: vec![],
+            goal: 0.33,
+        },
+        Figure {
+            name: "unpack, content present",
+            berth: vec![],
+            peer: vec![],
+            goal: 0.30,
+        },
+        Figure {
+            name: "pull, cold (zstd)",
+            berth: vec![],
+            peer: vec![],
+            goal: 0.35,
+        },
+        Figure {
+            name: "import of the exported tar",
+            berth: vec![],
+            peer: vec![],
+            goal: 0.33,
+        },
+        Figure {
+            name: "images rm --sync",
+            berth: vec![],
+            peer: vec![],
+            goal: 0.20,
+        },
+        Figure {
+            name: "ctr images pull: berthd vs containerd",
+            berth: vec![],
+            peer: vec![],
+            goal: 0.60,
+        },
     ];
     let mut uring_unpack = Vec::new();
     for run in 0..runs {
@@ -211,24 +263,38 @@ fn main() {
         for i in 0..layer_digests.len() {
             let d = dir.join(i.to_string());
             std::fs::create_dir_all(&d).unwrap();
-            sh(&format!("tar -xzf {}/{i}.tar.gz -C {}", layers_dir.display(), d.display()));
+            sh(&format!(
+                "tar -xzf {}/{i}.tar.gz -C {}",
+                layers_dir.display(),
+                d.display()
+            ));
         }
         floor.push(t0.elapsed().as_secs_f64());
         let _ = std::fs::remove_dir_all(&dir);
 
         // 0: cold gzip pull; 4: rm --sync of what it pulled
         wipe_containerd();
-        figs[0].peer.push(timed(peer_ctr(&["images", "pull", "--plain-http", &mf])));
-        figs[4].peer.push(timed(peer_ctr(&["images", "rm", "--sync", &mf])));
+        figs[0]
+            .peer
+            .push(timed(peer_ctr(&["images", "pull", "--plain-http", &mf])));
+        figs[4]
+            .peer
+            .push(timed(peer_ctr(&["images", "rm", "--sync", &mf])));
         wipe_containerd();
         let b = Berthd::start(&berthd, "smol", base.join(format!("b0-{run}")));
-        figs[0].berth.push(timed(&mut b.berth(&cli, &["image", "pull", &mf])));
-        figs[4].berth.push(timed(&mut b.berth(&cli, &["image", "rm", "--sync", &mf])));
+        figs[0]
+            .berth
+            .push(timed(&mut b.berth(&cli, &["image", "pull", &mf])));
+        figs[4]
+            .berth
+            .push(timed(&mut b.berth(&cli, &["image", "rm", "--sync", &mf])));
         drop(b);
 
         // 1: unpack with the content present (containerd: content fetch, then pull)
         timed(peer_ctr(&["content", "fetch", "--plain-http", &mf]));
-        figs[1].peer.push(timed(peer_ctr(&["images", "pull", "--plain-http", &mf])));
+        figs[1]
+            .peer
+            .push(timed(peer_ctr(&["images", "pull", "--plain-http", &mf])));
         wipe_containerd();
         for (driver, out) in [("smol", 0usize), ("io-uring", 1)] {
             let b = Berthd::start(&berthd, driver, base.join(format!("b1-{driver}-{run}")));
@@ -242,29 +308,46 @@ fn main() {
         }
 
         // 2: cold zstd pull
-        figs[2].peer.push(timed(peer_ctr(&["images", "pull", "--plain-http", &mz])));
+        figs[2]
+            .peer
+            .push(timed(peer_ctr(&["images", "pull", "--plain-http", &mz])));
         wipe_containerd();
         let b = Berthd::start(&berthd, "smol", base.join(format!("b2-{run}")));
-        figs[2].berth.push(timed(&mut b.berth(&cli, &["image", "pull", &mz])));
+        figs[2]
+            .berth
+            .push(timed(&mut b.berth(&cli, &["image", "pull", &mz])));
         drop(b);
 
         // 3: import of containerd's export
-        figs[3].peer.push(timed(peer_ctr(&["images", "import", export.to_str().unwrap()])));
+        figs[3].peer.push(timed(peer_ctr(&[
+            "images",
+            "import",
+            export.to_str().unwrap(),
+        ])));
         wipe_containerd();
         let b = Berthd::start(&berthd, "smol", base.join(format!("b3-{run}")));
-        figs[3].berth.push(timed(&mut b.berth(&cli, &["image", "import", export.to_str().unwrap()])));
+        figs[3].berth.push(timed(
+            &mut b.berth(&cli, &["image", "import", export.to_str().unwrap()]),
+        ));
         drop(b);
 
         // 5: the same client (ctr) against berthd and against containerd
-        figs[5].peer.push(timed(peer_ctr(&["images", "pull", "--plain-http", &mf])));
+        figs[5]
+            .peer
+            .push(timed(peer_ctr(&["images", "pull", "--plain-http", &mf])));
         wipe_containerd();
         let b = Berthd::start(&berthd, "smol", base.join(format!("b5-{run}")));
-        figs[5].berth.push(timed(&mut b.ctr(&["images", "pull", "--plain-http", &mf])));
+        figs[5]
+            .berth
+            .push(timed(&mut b.ctr(&["images", "pull", "--plain-http", &mf])));
         drop(b);
         eprintln!("run {} of {runs} done", run + 1);
     }
     let floor_m = median(floor);
-    println!("{:<42} {:>9} {:>11} {:>7} {:>6} {:>9}", "figure", "berth s", "containerd s", "ratio", "goal", "vs floor");
+    println!(
+        "{:<42} {:>9} {:>11} {:>7} {:>6} {:>9}",
+        "figure", "berth s", "containerd s", "ratio", "goal", "vs floor"
+    );
     println!("{:<42} {:>9.3}", "floor: tar -xzf of the 5 layers", floor_m);
     for f in &figs {
         let (b, p) = (median(f.berth.clone()), median(f.peer.clone()));
@@ -280,6 +363,9 @@ fn main() {
         );
     }
     let (s, u) = (median(figs[1].berth.clone()), median(uring_unpack));
-    println!("unpack, content present: smol {s:.3} s, io-uring {u:.3} s, smol/io-uring {:.2}x", s / u);
+    println!(
+        "unpack, content present: smol {s:.3} s, io-uring {u:.3} s, smol/io-uring {:.2}x",
+        s / u
+    );
     let _ = std::fs::remove_dir_all(&base);
 }

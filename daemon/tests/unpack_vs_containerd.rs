@@ -46,7 +46,10 @@ impl Containerd {
             .expect("start containerd");
         let t0 = Instant::now();
         while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "containerd did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "containerd did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Containerd { dir, child }
@@ -60,7 +63,11 @@ impl Containerd {
             .args(args)
             .output()
             .unwrap();
-        assert!(o.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 }
@@ -165,7 +172,9 @@ fn walk(root: &Path) -> BTreeMap<String, Node> {
                 uid: m.uid(),
                 gid: m.gid(),
                 size: if ft.is_dir() { 0 } else { m.size() },
-                content: ft.is_file().then(|| sha256_hex(&std::fs::read(&p).unwrap())),
+                content: ft
+                    .is_file()
+                    .then(|| sha256_hex(&std::fs::read(&p).unwrap())),
                 link: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap()),
                 rdev: m.rdev(),
                 mtime: (m.mtime(), m.mtime_nsec()),
@@ -185,7 +194,16 @@ fn walk(root: &Path) -> BTreeMap<String, Node> {
 fn berth_unpack_is_identical_to_containerds() {
     let reg = Registry::start();
     let layers = rich_layers();
-    let img = push_image(&reg, "t/rich", "cmp", &layers, Compression::Gzip, Format::Oci, "amd64", None);
+    let img = push_image(
+        &reg,
+        "t/rich",
+        "cmp",
+        &layers,
+        Compression::Gzip,
+        Format::Oci,
+        "amd64",
+        None,
+    );
     let c = Containerd::start();
     let d = Berthd::start("smol");
 
@@ -194,11 +212,27 @@ fn berth_unpack_is_identical_to_containerds() {
 
     let theirs = tempfile::tempdir().unwrap();
     let ours = tempfile::tempdir().unwrap();
-    c.ctr(&["images", "mount", &img.reference, theirs.path().to_str().unwrap()]);
-    berth(&d, &["image", "mount", &img.reference, ours.path().to_str().unwrap()]);
+    c.ctr(&[
+        "images",
+        "mount",
+        &img.reference,
+        theirs.path().to_str().unwrap(),
+    ]);
+    berth(
+        &d,
+        &[
+            "image",
+            "mount",
+            &img.reference,
+            ours.path().to_str().unwrap(),
+        ],
+    );
     let (a, b) = (walk(theirs.path()), walk(ours.path()));
     c.ctr(&["images", "unmount", "--rm", theirs.path().to_str().unwrap()]);
-    berth(&d, &["image", "unmount", "--rm", ours.path().to_str().unwrap()]);
+    berth(
+        &d,
+        &["image", "unmount", "--rm", ours.path().to_str().unwrap()],
+    );
 
     assert!(a.len() > 10, "containerd's tree has {} entries", a.len());
     assert!(a.contains_key("data/xattrs") && !a.contains_key("usr/share/doc/gone.txt"));
@@ -211,17 +245,27 @@ fn berth_unpack_is_identical_to_containerds() {
         // the mount's root is the top snapshot's directory, created (and timed) by each daemon
         if path.is_empty() {
             let r = &b[""];
-            assert_eq!((r.kind, r.mode, r.uid, r.gid), (node.kind, node.mode, node.uid, node.gid));
+            assert_eq!(
+                (r.kind, r.mode, r.uid, r.gid),
+                (node.kind, node.mode, node.uid, node.gid)
+            );
             continue;
         }
         match b.get(path) {
             None => diffs.push(format!("{path}: missing in berth's tree")),
-            Some(n) if n != node => diffs.push(format!("{path}:\n  containerd {node:?}\n  berth      {n:?}")),
+            Some(n) if n != node => diffs.push(format!(
+                "{path}:\n  containerd {node:?}\n  berth      {n:?}"
+            )),
             _ => {}
         }
     }
     for path in b.keys().filter(|p| !a.contains_key(*p)) {
         diffs.push(format!("{path}: only in berth's tree"));
     }
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }

@@ -59,7 +59,11 @@ fn tar_dir(dir: &Path) -> Vec<u8> {
         .args(["-cf", "-", "."])
         .output()
         .expect("tar");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -109,7 +113,11 @@ pub fn rich_layers() -> Vec<Vec<u8>> {
     )
     .unwrap();
     std::fs::write(b.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
-    std::fs::write(b.join("usr/share/doc/gone.txt"), "deleted by the next layer\n").unwrap();
+    std::fs::write(
+        b.join("usr/share/doc/gone.txt"),
+        "deleted by the next layer\n",
+    )
+    .unwrap();
     std::fs::write(b.join("var/lib/old/a"), "hidden by an opaque dir\n").unwrap();
     std::fs::write(b.join("var/lib/old/b"), "hidden too\n").unwrap();
 
@@ -122,7 +130,9 @@ pub fn rich_layers() -> Vec<Vec<u8>> {
     std::fs::write(t.join("var/lib/old/.wh..wh..opq"), "").unwrap();
     std::fs::write(t.join("var/lib/old/new"), "the only file left here\n").unwrap();
     std::fs::write(t.join("home/user/notes"), "owned by user\n").unwrap();
-    run(Command::new("chown").args(["-R", "1000:1000"]).arg(t.join("home/user")));
+    run(Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(t.join("home/user")));
     std::fs::write(t.join("data/suid"), "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(t.join("data/suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
     std::fs::write(t.join("data/big"), super::pseudo_random(300_000, 3)).unwrap();
@@ -130,7 +140,9 @@ pub fn rich_layers() -> Vec<Vec<u8>> {
     std::os::unix::fs::symlink("../etc/passwd", t.join("data/passwd-link")).unwrap();
     run(Command::new("mkfifo").arg(t.join("data/fifo")));
     std::fs::write(t.join("data/xattrs"), "with xattrs\n").unwrap();
-    run(Command::new("setfattr").args(["-n", "user.color", "-v", "blue"]).arg(t.join("data/xattrs")));
+    run(Command::new("setfattr")
+        .args(["-n", "user.color", "-v", "blue"])
+        .arg(t.join("data/xattrs")));
     run(Command::new("setfattr")
         .args(["-n", "trusted.berth", "-v", "yes"])
         .arg(t.join("data/xattrs")));
