@@ -4,13 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use berth_api::berth_services::transfer::v1::transfer_client::TransferClient;
 use berth_api::services::content::v1::content_client::ContentClient;
+use berth_api::services::images::v1::images_client::ImagesClient;
 use berth_api::services::introspection::v1::introspection_client::IntrospectionClient;
 use berth_api::services::leases::v1::leases_client::LeasesClient;
 use berth_api::services::namespaces::v1::namespaces_client::NamespacesClient;
+use berth_api::services::snapshots::v1::snapshots_client::SnapshotsClient;
 use berth_api::services::version::v1::version_client::VersionClient;
 use berth_api::transport::{self, Channel};
-use berth_api::{MAX_MESSAGE_SIZE, NAMESPACE_HEADER};
+use berth_api::{LEASE_HEADER, MAX_MESSAGE_SIZE, NAMESPACE_HEADER};
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
@@ -59,6 +62,21 @@ impl Client {
             req.set_timeout(d.saturating_duration_since(Instant::now()));
         }
         Ok(req)
+    }
+
+    /// As [`Client::request`], with the lease header: what the call creates (snapshots,
+    /// content) belongs to lease `lease` and is protected from garbage collection by it.
+    pub fn request_in_lease<T>(&self, msg: T, lease: &str) -> Result<tonic::Request<T>> {
+        let mut req = self.request(msg)?;
+        let value = MetadataValue::try_from(lease)
+            .map_err(|_| Error::usage(format!("lease {lease:?} cannot be sent as a header")))?;
+        req.metadata_mut().insert(LEASE_HEADER, value);
+        Ok(req)
+    }
+
+    /// The namespace calls are made in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// An error context naming `what` in this client's namespace.
@@ -115,6 +133,27 @@ impl Client {
     /// The Introspection service.
     pub fn introspection(&self) -> IntrospectionClient<Channel> {
         IntrospectionClient::with_origin(self.channel.clone(), transport::origin())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// The Images service.
+    pub fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::with_origin(self.channel.clone(), transport::origin())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// The Snapshots service.
+    pub fn snapshots(&self) -> SnapshotsClient<Channel> {
+        SnapshotsClient::with_origin(self.channel.clone(), transport::origin())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// berth's own Transfer service: pulls, pushes, imports and exports done by berthd.
+    pub fn transfer(&self) -> TransferClient<Channel> {
+        TransferClient::with_origin(self.channel.clone(), transport::origin())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }

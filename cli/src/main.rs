@@ -75,6 +75,12 @@ enum Command {
     /// Manage leases
     #[command(subcommand, visible_alias = "leases")]
     Lease(cmd::lease::LeaseCommand),
+    /// Manage images: pull, push, list, tag, mount, …
+    #[command(subcommand, visible_aliases = ["images", "i"])]
+    Image(cmd::image::ImageCommand),
+    /// Manage snapshots of a snapshotter (overlayfs by default)
+    #[command(visible_aliases = ["snapshots", "snap"])]
+    Snapshot(cmd::snapshot::SnapshotArgs),
 }
 
 /// Global options every command sees.
@@ -92,6 +98,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Ns(c) => cmd::ns::run(&client, opts, c).await,
         Command::Content(c) => cmd::content::run(&client, opts, c).await,
         Command::Lease(c) => cmd::lease::run(&client, opts, c).await,
+        Command::Image(c) => cmd::image::run(&client, opts, c).await,
+        Command::Snapshot(c) => cmd::snapshot::run(&client, opts, c).await,
     }
 }
 

@@ -2,8 +2,10 @@
 //! async `run` that performs it against a connected [`crate::client::Client`].
 
 pub mod content;
+pub mod image;
 pub mod lease;
 pub mod ns;
+pub mod snapshot;
 pub mod version;
 
 use crate::error::Error;
