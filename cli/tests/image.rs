@@ -1009,8 +1009,6 @@ fn image_mount_and_unmount() {
 }
 
 #[test]
-#[ignore = "berthd bug: a pull into the native snapshotter fails (\"only overlay snapshots can \
-            be rebased\", daemon/src/pull.rs); run with --ignored once fixed"]
 fn image_mount_from_the_native_snapshotter() {
     let d = Daemon::start();
     let reg = Registry::start();
@@ -1096,9 +1094,6 @@ fn image_mount_of_a_deep_image_uses_relative_lowerdirs() {
 }
 
 #[test]
-#[ignore = "berthd bug: a garbage collection scheduled by one transfer (its lease deleted) removes \
-            the extract-… snapshots of the next one mid-unpack (they are not in its lease); run \
-            with --ignored once fixed"]
 fn back_to_back_pulls_both_unpack() {
     let d = Daemon::start();
     let reg = Registry::start();

@@ -64,16 +64,14 @@ impl Gc {
     }
 }
 
-/// Starts the background collector: one run at start-up, then one after each scheduling.
+/// Starts the background collector, which runs shortly after each scheduling. (The start-up
+/// collection runs before berthd serves: see `main`.)
 pub fn spawn(d: Arc<Daemon>) {
     smol::spawn(async move {
-        loop {
+        while d.gc.rx.recv().await.is_ok() {
             async_io::Timer::after(DEBOUNCE).await;
             if let Err(e) = run(&d).await {
                 log::warn!("garbage collection: {e}");
-            }
-            if d.gc.rx.recv().await.is_err() {
-                return;
             }
         }
     })

@@ -111,6 +111,18 @@ fn run(cfg: Config) -> Result<(), String> {
         snapshotters: snapshots::Snapshotters::open(&cfg.root, &store_for_snapshots)?,
         gc: Default::default(),
     });
+    // Collect once before serving: what expired or lost its references while berthd was down
+    // goes now, and never under a client that has just connected.
+    match smol::block_on(gc::run(&daemon)) {
+        Ok(s) => log::info!(
+            "start-up collection removed {} content records, {} blobs, {} snapshots, {} leases",
+            s.content,
+            s.blobs,
+            s.snapshots,
+            s.leases
+        ),
+        Err(e) => log::warn!("start-up garbage collection: {e}"),
+    }
     gc::spawn(daemon.clone());
     let listener = bind(&cfg.address)?;
     let listener = smol::Async::new(listener).map_err(|e| e.to_string())?;

@@ -99,6 +99,18 @@ fn bad_image(what: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("image: {what}"))
 }
 
+/// A registry failure as a status: NotFound and Unauthenticated where the registry said so.
+pub fn registry_status(what: &str, e: &berth_drivers::registry::ClientError) -> Status {
+    let msg = format!("{what}: {e}");
+    if e.is_not_found() {
+        Status::not_found(msg)
+    } else if e.is_unauthorized() {
+        Status::unauthenticated(msg)
+    } else {
+        Status::unavailable(msg)
+    }
+}
+
 /// The host's platform, as containerd's default matcher sees it.
 pub fn host_platform() -> Platform {
     let arch = match std::env::consts::ARCH {
@@ -142,7 +154,7 @@ async fn pull_leased(
     let root = client
         .resolve(reference)
         .await
-        .map_err(|e| Status::unavailable(format!("resolving {name}: {e}")))?;
+        .map_err(|e| registry_status(&format!("resolving {name}"), &e))?;
     let mut progress = Progress {
         image: name.clone(),
         target: Some(desc_to_store(&root)),
@@ -375,55 +387,79 @@ async fn unpack_manifests(
     let _ = tx.try_send(progress.clone());
 
     let ss = d.snapshotters.get(snapshotter)?;
-    // Every layer at once; each reports its bytes through `done`.
-    let mut tasks = Vec::new();
-    for (job, _) in &jobs {
-        let layer = LayerTask {
-            d: d.clone(),
-            ns: ns.to_string(),
-            lease: lease.to_string(),
-            remote: remote.cloned(),
-            ss: ss.clone(),
-            unpack: unpack,
-            source: source.clone(),
-            job: LayerJob {
-                index: job.index,
-                desc: job.desc.clone(),
-                diff_id: job.diff_id,
-                chain: job.chain,
-                done: job.done.clone(),
-            },
-        };
-        tasks.push(smol::spawn(layer.run()));
-    }
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    {
-        let ticker = {
-            let tx = tx.clone();
-            let mut p = progress.clone();
-            let counters: Vec<Arc<AtomicU64>> = jobs.iter().map(|(j, _)| j.done.clone()).collect();
-            smol::spawn(async move {
-                loop {
-                    async_io::Timer::after(std::time::Duration::from_millis(100)).await;
-                    for (l, c) in p.layers.iter_mut().zip(&counters) {
-                        l.done = c.load(Ordering::Relaxed);
-                        l.state = if l.done >= l.size {
-                            "unpacking"
-                        } else {
-                            "downloading"
-                        };
-                    }
-                    if tx.send(p.clone()).await.is_err() {
-                        return;
-                    }
+    let make_task = |job: &LayerJob, parent: Option<String>| LayerTask {
+        d: d.clone(),
+        ns: ns.to_string(),
+        lease: lease.to_string(),
+        remote: remote.cloned(),
+        ss: ss.clone(),
+        unpack,
+        source: source.clone(),
+        parent,
+        job: LayerJob {
+            index: job.index,
+            desc: job.desc.clone(),
+            diff_id: job.diff_id,
+            chain: job.chain,
+            done: job.done.clone(),
+        },
+    };
+    let ticker = {
+        let tx = tx.clone();
+        let mut p = progress.clone();
+        let counters: Vec<Arc<AtomicU64>> = jobs.iter().map(|(j, _)| j.done.clone()).collect();
+        smol::spawn(async move {
+            loop {
+                async_io::Timer::after(std::time::Duration::from_millis(100)).await;
+                for (l, c) in p.layers.iter_mut().zip(&counters) {
+                    l.done = c.load(Ordering::Relaxed);
+                    l.state = if l.done >= l.size {
+                        "unpacking"
+                    } else {
+                        "downloading"
+                    };
                 }
-            })
-        };
+                if tx.send(p.clone()).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    if ss.is_overlay() {
+        // Every layer at once, each into a parentless snapshot; each reports its bytes through
+        // `done`. The chains are committed in order below.
+        let tasks: Vec<_> = jobs
+            .iter()
+            .map(|(job, _)| smol::spawn(make_task(job, None).run()))
+            .collect();
         for t in tasks {
             outcomes.push(t.await);
         }
-        drop(ticker);
+    } else {
+        // A native snapshot starts as a copy of its parent: one layer after the other, each
+        // prepared on the previous chain and committed before the next.
+        let mut k = 0;
+        for (_, chains) in &configs {
+            for i in 0..chains.len() {
+                let parent = (i > 0).then(|| chains[i - 1].to_string());
+                let job = &jobs[k].0;
+                k += 1;
+                match make_task(job, parent).run().await {
+                    Ok(Some(key)) => {
+                        let chain = job.chain.to_string();
+                        commit_layer(d, &ss, ns, lease, &key, &chain).await?;
+                        outcomes.push(Ok(None));
+                    }
+                    other => outcomes.push(other),
+                }
+                if outcomes.last().is_some_and(Result::is_err) {
+                    break;
+                }
+            }
+        }
     }
+    drop(ticker);
     let mut extracted = Vec::with_capacity(outcomes.len());
     let mut first_err = None;
     for o in outcomes {
@@ -454,22 +490,7 @@ async fn unpack_manifests(
                 let Some(key) = key else { continue };
                 let parent = (i > 0).then(|| chains[i - 1].to_string());
                 ss.rebase(d.now(), ns, &key, parent.as_deref()).await?;
-                match ss
-                    .commit(d.now(), ns, &chain.to_string(), &key, Labels::new())
-                    .await
-                {
-                    Ok(ev) => {
-                        publish_snapshot(d, &ev);
-                        add_snapshot_to_lease(d, ns, lease, &ss.name, &chain.to_string()).await?;
-                    }
-                    Err(e) if e.code() == tonic::Code::AlreadyExists => {
-                        let _ = ss.remove(ns, &key).await;
-                    }
-                    Err(e) => {
-                        let _ = ss.remove(ns, &key).await;
-                        return Err(e);
-                    }
-                }
+                commit_layer(d, &ss, ns, lease, &key, &chain.to_string()).await?;
             }
             if let Some(top) = chains.last() {
                 let (k, v) = snapshot_gc_label(&ss.name, top);
@@ -487,6 +508,33 @@ async fn unpack_manifests(
     }
 
     Ok(())
+}
+
+/// Commits the extracted snapshot `key` as `chain` (an existing chain wins: the extraction is
+/// dropped), under the lease.
+async fn commit_layer(
+    d: &Arc<Daemon>,
+    ss: &Arc<Snapshotter>,
+    ns: &str,
+    lease: &str,
+    key: &str,
+    chain: &str,
+) -> Result<(), Status> {
+    let _gc = d.gc.hold().await;
+    match ss.commit(d.now(), ns, chain, key, Labels::new()).await {
+        Ok(ev) => {
+            publish_snapshot(d, &ev);
+            add_snapshot_to_lease_held(d, ns, lease, &ss.name, chain).await
+        }
+        Err(e) if e.code() == tonic::Code::AlreadyExists => {
+            let _ = ss.remove(ns, key).await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = ss.remove(ns, key).await;
+            Err(e)
+        }
+    }
 }
 
 /// Fetches a small document (local if the namespace has it), checking its digest.
@@ -514,7 +562,7 @@ async fn fetch_doc(
     let fetch = async { client.fetch(reference, desc, 0).await?.bytes().await };
     let bytes = fetch
         .await
-        .map_err(|e| Status::unavailable(format!("fetching {}: {e}", desc.digest)))?;
+        .map_err(|e| registry_status(&format!("fetching {}", desc.digest), &e))?;
     if Digest::sha256(&bytes) != desc.digest || bytes.len() as u64 != desc.size {
         return Err(Status::data_loss(format!(
             "{}: the registry sent {} bytes that do not match the descriptor",
@@ -536,7 +584,8 @@ fn publish_snapshot(d: &Arc<Daemon>, ev: &berth_core::snapshot::Event) {
     );
 }
 
-async fn add_snapshot_to_lease(
+/// Adds a snapshot to the pull's lease; the caller holds the GC lock.
+async fn add_snapshot_to_lease_held(
     d: &Arc<Daemon>,
     ns: &str,
     lease: &str,
@@ -551,7 +600,7 @@ async fn add_snapshot_to_lease(
             id: key.to_string(),
         },
     );
-    d.store_write(move |s| s.lease_add_resource(&n, &l, &r))
+    d.store_write_held(move |s| s.lease_add_resource(&n, &l, &r))
         .await
         .map_err(status)
 }
@@ -565,6 +614,8 @@ struct LayerTask {
     ss: Arc<Snapshotter>,
     unpack: bool,
     source: Labels,
+    /// The parent to prepare on (native snapshots); overlay extractions have none.
+    parent: Option<String>,
     job: LayerJob,
 }
 
@@ -580,6 +631,7 @@ impl LayerTask {
             ss,
             unpack,
             source,
+            parent,
             job,
         } = self;
         let digest = job.desc.digest;
@@ -591,11 +643,21 @@ impl LayerTask {
             job.done.store(job.desc.size, Ordering::Relaxed);
             return Ok(None);
         }
-        // An extraction snapshot without a parent (rebased at commit).
+        // The extraction snapshot (overlay: without a parent, rebased at commit), under the
+        // pull's lease so that no collection takes it while it is being filled.
         let key = if need_unpack {
             let key = format!("extract-{}-{} {}", d.now().as_nanos(), job.index, job.chain);
-            ss.create(d.now(), &ns, &key, "", Labels::new(), false)
-                .await?;
+            let _gc = d.gc.hold().await;
+            ss.create(
+                d.now(),
+                &ns,
+                &key,
+                parent.as_deref().unwrap_or(""),
+                Labels::new(),
+                false,
+            )
+            .await?;
+            add_snapshot_to_lease_held(&d, &ns, &lease, &ss.name, &key).await?;
             Some(key)
         } else {
             None
