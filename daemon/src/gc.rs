@@ -131,14 +131,21 @@ pub async fn run(d: &Arc<Daemon>) -> Result<Stats, String> {
     let sweep = collect(&graph, d.now());
     let mut stats = Stats::default();
     for (ns, s) in &sweep.namespaces {
+        // per snapshotter, in the sweep's order (children first), one persist each
+        let mut by_snapshotter: Vec<(String, Vec<String>)> = Vec::new();
         for r in &s.snapshots {
-            match d.snapshotters.get(&r.snapshotter) {
-                Ok(ss) => match ss.remove(ns, &r.key).await {
-                    Ok(_) => stats.snapshots += 1,
-                    Err(e) if e.code() == tonic::Code::NotFound => {}
-                    Err(e) => log::warn!("gc: removing snapshot {}/{}: {e}", r.snapshotter, r.key),
+            match by_snapshotter.iter_mut().find(|(n, _)| *n == r.snapshotter) {
+                Some((_, keys)) => keys.push(r.key.clone()),
+                None => by_snapshotter.push((r.snapshotter.clone(), vec![r.key.clone()])),
+            }
+        }
+        for (name, keys) in &by_snapshotter {
+            match d.snapshotters.get(name) {
+                Ok(ss) => match ss.remove_many(ns, keys).await {
+                    Ok(evs) => stats.snapshots += evs.len(),
+                    Err(e) => log::warn!("gc: removing snapshots of {name}: {e}"),
                 },
-                Err(_) => log::warn!("gc: unknown snapshotter {:?}", r.snapshotter),
+                Err(_) => log::warn!("gc: unknown snapshotter {name:?}"),
             }
         }
         let (store, n, content, leases) = (

@@ -289,11 +289,85 @@ impl Snapshotter {
             return Err(e);
         }
         drop(tree);
-        if let Err(e) = self.perform(r.actions).await {
-            // The record is gone; the directory goes at the next start-up cleanup.
-            log::warn!("snapshotter {}: removing {key:?}: {e}", self.name);
-        }
+        self.discard(r.actions).await;
         Ok(r.event)
+    }
+
+    /// Removes several snapshots (children listed before their parents) with one persist:
+    /// garbage collection's sweep. Keys already gone are skipped. Returns the events.
+    pub async fn remove_many(&self, ns: &str, keys: &[String]) -> Result<Vec<Event>, Status> {
+        let mut tree = self.tree.lock().await;
+        let before = tree.clone();
+        let mut events = Vec::new();
+        let mut actions = Vec::new();
+        for key in keys {
+            match tree.remove(ns, key) {
+                Ok(r) => {
+                    events.push(r.event);
+                    actions.extend(r.actions);
+                }
+                Err(SnapshotError::NotFound { .. }) => {}
+                Err(e) => log::warn!("snapshotter {}: gc cannot remove {key:?}: {e}", self.name),
+            }
+        }
+        if events.is_empty() {
+            return Ok(events);
+        }
+        if let Err(e) = self.persist(&tree).await {
+            *tree = before;
+            return Err(e);
+        }
+        drop(tree);
+        self.discard(actions).await;
+        Ok(events)
+    }
+
+    /// Carries out a removal's actions: each snapshot directory is renamed to `trash-<id>` at
+    /// once (a rename: the snapshot is gone from the tree and from disk names immediately) and
+    /// its files are deleted on a background thread. A crash before that finishes leaves a
+    /// `trash-*` directory that the next start-up cleanup removes (no snapshot owns it).
+    async fn discard(&self, actions: Vec<Action>) {
+        let root = self.root.clone();
+        let name = self.name.clone();
+        let trash = blocking(move || {
+            let mut trash = Vec::new();
+            for a in actions {
+                let renamed = match &a {
+                    Action::RemoveAll { path } => path
+                        .strip_prefix("snapshots/")
+                        .filter(|id| !id.contains('/'))
+                        .map(|id| Action::Rename {
+                            from: path.clone(),
+                            to: format!("snapshots/trash-{id}"),
+                        }),
+                    _ => None,
+                };
+                match renamed {
+                    Some(Action::Rename { from, to }) => {
+                        let r = Action::Rename { from, to: to.clone() };
+                        match snapfs::perform(&root, &r) {
+                            Ok(()) => trash.push(Action::RemoveAll { path: to }),
+                            Err(e) => {
+                                log::debug!("snapshotter {name}: {e}; removing in place");
+                                trash.push(a);
+                            }
+                        }
+                    }
+                    _ => trash.push(a),
+                }
+            }
+            trash
+        })
+        .await;
+        let (root, name) = (self.root.clone(), self.name.clone());
+        std::thread::spawn(move || {
+            for a in &trash {
+                if let Err(e) = snapfs::perform(&root, a) {
+                    // The record is gone; the directory goes at the next start-up cleanup.
+                    log::warn!("snapshotter {name}: {e}");
+                }
+            }
+        });
     }
 
     /// Update labels through a mask.
