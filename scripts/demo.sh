@@ -1,8 +1,10 @@
 #!/bin/bash
 # demo.sh - the main job, end to end on this machine: build berth, start berthd, start a local
-# docker-registry holding a busybox image built here, fetch that image's content into berthd with
-# containerd's own `ctr`, and look at it with `berth`. Everything started here is stopped at the
-# end. (Running containers arrives with the tasks service; see docs/STATUS.md.)
+# docker-registry holding a busybox image built here, pull it with `berth image pull` (berthd
+# downloads and unpacks it into an overlayfs snapshot), mount it and run its busybox from the
+# mounted tree, then pull it again with containerd's own `ctr` and inspect it. Everything started
+# here is stopped at the end. (Running containers through runc arrives with the tasks service;
+# see docs/STATUS.md.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
@@ -41,10 +43,22 @@ SOCK=$WORK/berth.sock
 "$BIN/berthd" --address "$SOCK" --root "$WORK/root" --state "$WORK/state" >"$WORK/berthd.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 
+B() { "$BIN/berth" --address "$SOCK" "$@"; }
+echo "== berth image pull (berthd downloads and unpacks)"
+B image pull "$REG/demo/busybox:latest"
+B image ls
+B snapshot ls
+echo "== berth image mount, and the image's busybox run from the mounted tree"
+mkdir -p "$WORK/mnt"
+B image mount "$REG/demo/busybox:latest" "$WORK/mnt"
+chroot "$WORK/mnt" /bin/sh -c 'echo "hello from the image: $(busybox | head -1)"'
+B image unmount --rm "$WORK/mnt"
+
 echo "== ctr (containerd 1.6's client) against berthd"
 ctr -a "$SOCK" version 2>/dev/null
-ctr -a "$SOCK" content fetch --plain-http "$REG/demo/busybox:latest"
+ctr -a "$SOCK" images pull --plain-http "$REG/demo/busybox:latest"
+ctr -a "$SOCK" images check
 echo "== berth content ls"
-"$BIN/berth" --address "$SOCK" content ls
+B content ls
 LAYER=$(sha "$WORK/layer.tar.gz")
 "$BIN/berth" --address "$SOCK" content get "$LAYER" | cmp - "$WORK/layer.tar.gz" && echo "layer $LAYER: byte-identical to the pushed blob"

@@ -53,6 +53,12 @@
 #define BERTH_OPEN_TRUNCATE 8
 
 /**
+ * Bytes of mount data the kernel accepts for one mount: a page, including the terminating NUL.
+ * A planned mount's `data_len` is always below it.
+ */
+#define BERTH_MOUNT_DATA_LIMIT 4096
+
+/**
  * The outcome of a call. `BERTH_OK` is 0; every other value is a failure.
  *
  * For an ingest, `berth_ingest_last_error` gives the failure's full text (with the values
@@ -116,6 +122,19 @@ typedef enum berth_result {
      * A failure this version of the bindings has no specific code for.
      */
     BERTH_ERR_OTHER = 13,
+    /**
+     * The object named does not exist (gRPC `NotFound`): a snapshot or its parent.
+     */
+    BERTH_ERR_NOT_FOUND = 14,
+    /**
+     * The name is taken (gRPC `AlreadyExists`): a snapshot key or commit name.
+     */
+    BERTH_ERR_ALREADY_EXISTS = 15,
+    /**
+     * The object is not in a state that allows the call (gRPC `FailedPrecondition`): e.g.
+     * removing a snapshot that has children, committing one that is not active.
+     */
+    BERTH_ERR_FAILED_PRECONDITION = 16,
 } berth_result;
 
 /**
@@ -298,6 +317,78 @@ typedef enum berth_recovery {
 } berth_recovery;
 
 /**
+ * Which snapshotter a tree models (the `snapshotter` of `berth_snapshot_tree_new`).
+ */
+typedef enum berth_snapshotter {
+    /**
+     * Not a snapshotter: what `berth_snapshot_tree_snapshotter` returns for NULL.
+     */
+    BERTH_SNAPSHOTTER_UNKNOWN = 0,
+    /**
+     * containerd's `overlayfs`: each snapshot has `snapshots/<id>/fs` (and, while active,
+     * `snapshots/<id>/work`); parents become overlay lower layers; mounts use `index=off`.
+     */
+    BERTH_SNAPSHOTTER_OVERLAYFS = 1,
+    /**
+     * containerd's `native`: each active snapshot is a full copy of its parent in
+     * `snapshots/<id>`, bind-mounted.
+     */
+    BERTH_SNAPSHOTTER_NATIVE = 2,
+} berth_snapshotter;
+
+/**
+ * The kind of a snapshot, with containerd's wire values (`containerd.snapshots.v1.Kind`).
+ */
+typedef enum berth_snapshot_kind {
+    /**
+     * A read-only view of a committed snapshot; never committed itself.
+     */
+    BERTH_SNAPSHOT_VIEW = 1,
+    /**
+     * A writable snapshot, to be committed or removed.
+     */
+    BERTH_SNAPSHOT_ACTIVE = 2,
+    /**
+     * Immutable; may be the parent of others.
+     */
+    BERTH_SNAPSHOT_COMMITTED = 3,
+} berth_snapshot_kind;
+
+/**
+ * What a `berth_snapshot_action` asks the host to do. Paths are relative to the snapshotter's
+ * root directory and must be resolved beneath it.
+ */
+typedef enum berth_snapshot_action_kind {
+    /**
+     * An action these bindings cannot describe (newer core): fail it, then undo.
+     */
+    BERTH_SNAPSHOT_ACTION_UNSUPPORTED = 0,
+    /**
+     * Create the one directory `path` (its parent exists) with permission bits `mode`.
+     */
+    BERTH_SNAPSHOT_ACTION_MKDIR = 1,
+    /**
+     * Give directory `path` the owner and group of directory `like` (a new upper directory
+     * takes its parent's, so that unprivileged images stay writable).
+     */
+    BERTH_SNAPSHOT_ACTION_COPY_OWNER = 2,
+    /**
+     * Copy the whole tree at `path` into the existing, empty directory `to`: contents, modes,
+     * owners, times, xattrs, hard links, symlinks and devices, and `path`'s own attributes
+     * (the native snapshotter's copy of a parent).
+     */
+    BERTH_SNAPSHOT_ACTION_COPY_TREE = 3,
+    /**
+     * Rename `path` to `to`, which does not exist.
+     */
+    BERTH_SNAPSHOT_ACTION_RENAME = 4,
+    /**
+     * Remove the directory tree `path`; a missing path is success.
+     */
+    BERTH_SNAPSHOT_ACTION_REMOVE_ALL = 5,
+} berth_snapshot_action_kind;
+
+/**
  * The kind of a successful operation's output, in `berth_op_output.kind`.
  */
 typedef enum berth_op_output_kind {
@@ -337,6 +428,14 @@ typedef struct berth_digest berth_digest;
 typedef struct berth_ingest berth_ingest;
 
 /**
+ * A list of mounts: a snapshot's (`berth_snapshot_mounts`) or a plan to mount them
+ * (`berth_snapshot_plan_mounts`, which may also name a directory to mount from). Read it with
+ * `berth_mounts_len`, `berth_mounts_get` and `berth_mounts_chdir`, free it with
+ * `berth_mounts_free`. Immutable; independent of the tree it came from.
+ */
+typedef struct berth_mounts berth_mounts;
+
+/**
  * A parsed, normalised platform (`linux/arm64/v8`). Create it with `berth_platform_parse`,
  * free it with `berth_platform_free`. Immutable once created.
  */
@@ -347,6 +446,19 @@ typedef struct berth_platform berth_platform;
  * `berth_reference_parse`, free it with `berth_reference_free`. Immutable once created.
  */
 typedef struct berth_reference berth_reference;
+
+/**
+ * A list of actions to carry out in order, from a mutation or `berth_snapshot_cleanup`. Read
+ * it with `berth_snapshot_actions_len` and `berth_snapshot_actions_get`, free it with
+ * `berth_snapshot_actions_free`. Immutable; independent of the tree it came from.
+ */
+typedef struct berth_snapshot_actions berth_snapshot_actions;
+
+/**
+ * One snapshotter's snapshots, per namespace, with containerd's rules. Create it with
+ * `berth_snapshot_tree_new`, free it with `berth_snapshot_tree_free`.
+ */
+typedef struct berth_snapshot_tree berth_snapshot_tree;
 
 /**
  * A file operation for the host to perform. Only the fields its `kind` names are set; the rest
@@ -558,6 +670,165 @@ typedef struct berth_op_output {
      */
     uint64_t mtime_ns;
 } berth_op_output;
+
+/**
+ * What `berth_snapshot_stat` reports about a snapshot. The strings are NUL-terminated and
+ * borrow from the tree: valid until the next call that takes the tree as a non-`const` pointer.
+ */
+typedef struct berth_snapshot_info {
+    /**
+     * Its key (active or view) or name (committed).
+     */
+    const char *name;
+    /**
+     * Length of `name` without the NUL.
+     */
+    size_t name_len;
+    /**
+     * Its parent's name, or NULL if it has none.
+     */
+    const char *parent;
+    /**
+     * Length of `parent` without the NUL (0 if none).
+     */
+    size_t parent_len;
+    /**
+     * Its kind.
+     */
+    enum berth_snapshot_kind kind;
+    /**
+     * The id the tree gave it: its directory is `snapshots/<id>` under the root. Never reused.
+     */
+    uint64_t id;
+    /**
+     * The directory holding its files, relative to the root (where a layer is applied, what
+     * to measure for a commit's usage): `snapshots/<id>/fs` (overlayfs) or `snapshots/<id>`
+     * (native); NULL for a native view of a parent, which has no directory.
+     */
+    const char *fs_dir;
+    /**
+     * Length of `fs_dir` without the NUL (0 if none).
+     */
+    size_t fs_dir_len;
+    /**
+     * When it was created (for a committed snapshot: committed), in nanoseconds since the Unix
+     * epoch, as the caller's clock gave it.
+     */
+    uint64_t created_at_ns;
+    /**
+     * When it last changed, in nanoseconds since the Unix epoch.
+     */
+    uint64_t updated_at_ns;
+    /**
+     * How many labels it has (`berth_snapshot_label` reads one).
+     */
+    size_t label_count;
+    /**
+     * Bytes used, as recorded by `berth_snapshot_commit` (0 unless committed).
+     */
+    uint64_t usage_size;
+    /**
+     * Inodes used, as recorded by `berth_snapshot_commit` (0 unless committed).
+     */
+    uint64_t usage_inodes;
+} berth_snapshot_info;
+
+/**
+ * Receives one key from `berth_snapshot_list`: `key` is NUL-terminated, `key_len` bytes long
+ * without the NUL, and valid during the call only. Return true to go on, false to stop.
+ */
+typedef bool (*berth_snapshot_key_callback)(void *userdata, const char *key, size_t key_len);
+
+/**
+ * One thing to do on disk. Only the fields its `kind` names are set; the others are NULL and
+ * 0. The strings are NUL-terminated and borrow from the `berth_snapshot_actions` list: valid
+ * until it is freed.
+ */
+typedef struct berth_snapshot_action {
+    /**
+     * What to do.
+     */
+    enum berth_snapshot_action_kind kind;
+    /**
+     * The directory acted on: created (MKDIR), changed (COPY_OWNER), removed (REMOVE_ALL), or
+     * the source (COPY_TREE, RENAME).
+     */
+    const char *path;
+    /**
+     * Length of `path` without the NUL.
+     */
+    size_t path_len;
+    /**
+     * The destination (COPY_TREE, RENAME).
+     */
+    const char *to;
+    /**
+     * Length of `to` without the NUL.
+     */
+    size_t to_len;
+    /**
+     * The directory whose owner and group to copy (COPY_OWNER).
+     */
+    const char *like;
+    /**
+     * Length of `like` without the NUL.
+     */
+    size_t like_len;
+    /**
+     * Permission bits (MKDIR).
+     */
+    uint32_t mode;
+} berth_snapshot_action;
+
+/**
+ * One mount (`containerd.types.Mount`). The strings are NUL-terminated and borrow from the
+ * `berth_mounts` list: valid until it is freed.
+ */
+typedef struct berth_mount {
+    /**
+     * The mount type: `bind` or `overlay`.
+     */
+    const char *type;
+    /**
+     * Length of `type` without the NUL.
+     */
+    size_t type_len;
+    /**
+     * The source: a directory for a bind, `overlay` for an overlay.
+     */
+    const char *source;
+    /**
+     * Length of `source` without the NUL.
+     */
+    size_t source_len;
+    /**
+     * Where to mount: empty in a snapshot's mounts (the client chooses), the plan's target in
+     * a planned mount.
+     */
+    const char *target;
+    /**
+     * Length of `target` without the NUL.
+     */
+    size_t target_len;
+    /**
+     * The options, in order (`ro`, `rbind`, `workdir=…`, `upperdir=…`, `lowerdir=…`): an array
+     * of `options_len` NUL-terminated strings, followed by a NULL.
+     */
+    const char *const *options;
+    /**
+     * How many options.
+     */
+    size_t options_len;
+    /**
+     * The filesystem data the kernel receives (`mount(2)`'s last argument): the options that
+     * are not mount flags, joined by `,`; the others (`ro`, `rbind`, …) are mount flags.
+     */
+    const char *data;
+    /**
+     * Length of `data` without the NUL.
+     */
+    size_t data_len;
+} berth_mount;
 
 #ifdef __cplusplus
 extern "C" {
@@ -967,6 +1238,446 @@ void berth_ingest_free(struct berth_ingest *ingest);
  * Takes the code as an integer so that any value a C caller passes is well defined.
  */
 const char *berth_result_name(uint32_t result);
+
+/**
+ * Creates an empty tree for a snapshotter at `root`, the snapshotter's absolute root directory
+ * (mounts name `<root>/snapshots/<id>/…`; actions are relative to it).
+ *
+ * `snapshotter` is a `berth_snapshotter` value (an integer, so that any value is well
+ * defined). Returns `BERTH_ERR_INVALID` for another value, or for a root that is not a clean
+ * absolute path below `/` (no empty, `.` or `..` components, no trailing `/`) or that holds
+ * `,` or `:` (overlay options cannot carry them).
+ *
+ * On success `*out` is the new tree (free it with `berth_snapshot_tree_free`); on failure
+ * `*out` is NULL (if `out` is not NULL). `root` is copied.
+ *
+ * # Safety
+ *
+ * `root` is NULL or NUL-terminated; `out` is NULL or valid for a pointer write.
+ */
+enum berth_result berth_snapshot_tree_new(uint32_t snapshotter,
+                                          const char *root,
+                                          struct berth_snapshot_tree **out);
+
+/**
+ * Frees the tree. NULL is a no-op. Lists it returned (`berth_snapshot_actions`,
+ * `berth_mounts`) stay valid; pointers of a `berth_snapshot_info` do not.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or was returned by `berth_snapshot_tree_new` and not freed yet. It must not
+ * be used after.
+ */
+void berth_snapshot_tree_free(struct berth_snapshot_tree *tree);
+
+/**
+ * Which snapshotter the tree models; `BERTH_SNAPSHOTTER_UNKNOWN` for NULL.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree.
+ */
+enum berth_snapshotter berth_snapshot_tree_snapshotter(const struct berth_snapshot_tree *tree);
+
+/**
+ * Replaces the tree's contents with the tree persisted as `json` (`len` bytes, not necessarily
+ * NUL-terminated), as `berth_snapshot_tree_save` wrote it.
+ *
+ * Loading checks every invariant (ids unique and below the next id, parents present and
+ * committed, no cycles) and that the state belongs to this snapshotter: the same snapshotter
+ * name, flavor and root. On any failure it returns `BERTH_ERR_INVALID`, the reason is in
+ * `berth_snapshot_tree_last_error`, and the tree is unchanged. On success the undo of the last
+ * mutation is dropped.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; `json` is NULL or valid for reads of `len` bytes.
+ */
+enum berth_result berth_snapshot_tree_load(struct berth_snapshot_tree *tree,
+                                           const uint8_t *json,
+                                           size_t len);
+
+/**
+ * Writes the tree as JSON (for `berth_snapshot_tree_load`) and a NUL into `buf` (`len`
+ * bytes), and the text's length without the NUL into `*written` (`written` may be NULL).
+ * `buf = NULL, len = 0` asks for the size: `BERTH_ERR_BUFFER_TOO_SMALL` with `*written` set;
+ * a buffer too small gets nothing. Persist the bytes without the NUL.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; `buf` is NULL or valid for writes of `len` bytes; `written`
+ * is NULL or valid for one write.
+ */
+enum berth_result berth_snapshot_tree_save(const struct berth_snapshot_tree *tree,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *written);
+
+/**
+ * Copies the text of the tree's last failure into `buf`, with the keys, namespace and kinds
+ * involved (e.g. `cannot remove snapshot "base": it is the parent of 1 snapshot(s), e.g.
+ * "c1"`). Empty if nothing has failed yet. Buffer rules as for `berth_snapshot_tree_save`.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; `buf` is NULL or valid for writes of `len` bytes; `written`
+ * is NULL or valid for one write.
+ */
+enum berth_result berth_snapshot_tree_last_error(const struct berth_snapshot_tree *tree,
+                                                 char *buf,
+                                                 size_t len,
+                                                 size_t *written);
+
+/**
+ * Prepare: a new active snapshot `key` in namespace `namespace_name`, on the committed
+ * snapshot `parent` (NULL or `""` for none), stamped `now_ns`.
+ *
+ * On success, if `actions` is not NULL, `*actions` is the list of directories to make, in
+ * order (free it with `berth_snapshot_actions_free`); carry them out, and if one fails call
+ * `berth_snapshot_undo`. Its mounts come from `berth_snapshot_mounts`. On failure `*actions`
+ * is NULL and nothing changed.
+ *
+ * Errors: `BERTH_ERR_ALREADY_EXISTS` (key taken), `BERTH_ERR_NOT_FOUND` (no such parent),
+ * `BERTH_ERR_INVALID` (empty key, parent not committed), `BERTH_ERR_OTHER` (ids exhausted).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated; `actions` is NULL or
+ * valid for a pointer write.
+ */
+enum berth_result berth_snapshot_prepare(struct berth_snapshot_tree *tree,
+                                         uint64_t now_ns,
+                                         const char *namespace_name,
+                                         const char *key,
+                                         const char *parent,
+                                         struct berth_snapshot_actions **actions);
+
+/**
+ * View: a new read-only snapshot `key` of the committed snapshot `parent` (NULL or `""` for
+ * none), stamped `now_ns`. Everything else as for `berth_snapshot_prepare` (a view of one
+ * parent has no directory of its own with the native snapshotter: no actions).
+ *
+ * # Safety
+ *
+ * As for `berth_snapshot_prepare`.
+ */
+enum berth_result berth_snapshot_view(struct berth_snapshot_tree *tree,
+                                      uint64_t now_ns,
+                                      const char *namespace_name,
+                                      const char *key,
+                                      const char *parent,
+                                      struct berth_snapshot_actions **actions);
+
+/**
+ * Commit: the active snapshot `key` becomes the committed snapshot `name` (containerd's
+ * argument order), with the same id and parent, no labels, both times set to `now_ns`, and
+ * the usage the host measured in its `fs_dir` beforehand (`usage_size` bytes, `usage_inodes`
+ * inodes). Nothing to do on disk.
+ *
+ * Errors: `BERTH_ERR_ALREADY_EXISTS` (name taken), `BERTH_ERR_NOT_FOUND` (no such key),
+ * `BERTH_ERR_FAILED_PRECONDITION` (key is not active), `BERTH_ERR_INVALID` (empty name or key).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_snapshot_commit(struct berth_snapshot_tree *tree,
+                                        uint64_t now_ns,
+                                        const char *namespace_name,
+                                        const char *name,
+                                        const char *key,
+                                        uint64_t usage_size,
+                                        uint64_t usage_inodes);
+
+/**
+ * Remove: the snapshot `key`, of any kind, which must have no children.
+ *
+ * On success, if `actions` is not NULL, `*actions` is the list of removals (free it with
+ * `berth_snapshot_actions_free`): persist the tree first (on a failed persist, call
+ * `berth_snapshot_undo`), then carry them out; a removal that fails leaves a directory the
+ * next `berth_snapshot_cleanup` removes. On failure `*actions` is NULL and nothing changed.
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND`, `BERTH_ERR_FAILED_PRECONDITION` (the snapshot has children).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated; `actions` is NULL or
+ * valid for a pointer write.
+ */
+enum berth_result berth_snapshot_remove(struct berth_snapshot_tree *tree,
+                                        const char *namespace_name,
+                                        const char *key,
+                                        struct berth_snapshot_actions **actions);
+
+/**
+ * Rebase: give the active overlayfs snapshot `key` a new parent, the committed snapshot
+ * `parent` (NULL or `""` for none); sets its `updated_at` to `now_ns`. Its directory does not
+ * change (nothing to do on disk), only the lower layers of its mounts: layers can be unpacked
+ * in parallel, each into a snapshot without a parent, and rebased onto the previous layer just
+ * before their commit.
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND` (no such key or parent), `BERTH_ERR_INVALID` (parent not
+ * committed), `BERTH_ERR_FAILED_PRECONDITION` (not active, or a native tree).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_snapshot_rebase(struct berth_snapshot_tree *tree,
+                                        uint64_t now_ns,
+                                        const char *namespace_name,
+                                        const char *key,
+                                        const char *parent);
+
+/**
+ * Sets the label `label` of snapshot `key` to `value`, or removes it if `value` is `""` (an
+ * empty value is never stored, as containerd); sets `updated_at` to `now_ns`.
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND`, `BERTH_ERR_INVALID` (empty label key; key and value longer
+ * than 4096 bytes together).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_snapshot_set_label(struct berth_snapshot_tree *tree,
+                                           uint64_t now_ns,
+                                           const char *namespace_name,
+                                           const char *key,
+                                           const char *label,
+                                           const char *value);
+
+/**
+ * Removes every label of snapshot `key`; sets `updated_at` to `now_ns`.
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND`.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_snapshot_clear_labels(struct berth_snapshot_tree *tree,
+                                              uint64_t now_ns,
+                                              const char *namespace_name,
+                                              const char *key);
+
+/**
+ * Undoes the last successful mutation (prepare, view, commit, remove, rebase, set_label,
+ * clear_labels), when the host could not carry out its actions or persist the tree. Ids are not
+ * given back: a half-made directory of an undone snapshot never collides with a later one.
+ *
+ * Errors: `BERTH_ERR_FAILED_PRECONDITION` when there is nothing to undo (no mutation since the
+ * tree was made or loaded, or it was undone already).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree.
+ */
+enum berth_result berth_snapshot_undo(struct berth_snapshot_tree *tree);
+
+/**
+ * Stat: writes what the tree records about snapshot `key` into `*out`. Its strings stay valid
+ * until the next call that takes the tree as a non-`const` pointer; passing one of them back
+ * as an argument of that call is fine (e.g. walking up with `out->parent`).
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND` (`*out` is then untouched).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated; `out` is NULL or
+ * valid for a write of a `berth_snapshot_info`.
+ */
+enum berth_result berth_snapshot_stat(struct berth_snapshot_tree *tree,
+                                      const char *namespace_name,
+                                      const char *key,
+                                      struct berth_snapshot_info *out);
+
+/**
+ * Copies the value of label `label` of snapshot `key` into `buf`; the text is empty if the
+ * label is not set. Buffer rules as for `berth_snapshot_tree_save`.
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND` (no such snapshot), `BERTH_ERR_BUFFER_TOO_SMALL`.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated; `buf` is NULL or
+ * valid for writes of `len` bytes; `written` is NULL or valid for one write.
+ */
+enum berth_result berth_snapshot_label(struct berth_snapshot_tree *tree,
+                                       const char *namespace_name,
+                                       const char *key,
+                                       const char *label,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *written);
+
+/**
+ * Calls `callback(userdata, key, key_len)` for each snapshot of namespace `namespace_name`
+ * that matches `filters`, in key order, until it returns false. A namespace without snapshots
+ * gives no call.
+ *
+ * `filters` is an array of `filters_len` containerd filter strings (NULL when 0), any of which
+ * must match, over the fields `kind` (`view`, `active`, `committed`), `name`, `parent` and
+ * `labels.<key>`: e.g. `kind==committed`, `parent==base`, `labels."containerd.io/gc.root"`.
+ * None matches everything. A filter that does not parse gives `BERTH_ERR_INVALID` and no call.
+ *
+ * The keys are copied before the first call: the callback may call any function of this
+ * library, on this tree too (even mutate or free it). It must not unwind (no C++ exception,
+ * no `longjmp` out of it).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; `namespace_name` is NULL or NUL-terminated; `filters` is
+ * NULL or an array of `filters_len` pointers, each NULL or NUL-terminated; `callback` is safe
+ * to call with `userdata` and a key.
+ */
+enum berth_result berth_snapshot_list(struct berth_snapshot_tree *tree,
+                                      const char *namespace_name,
+                                      const char *const *filters,
+                                      size_t filters_len,
+                                      berth_snapshot_key_callback callback,
+                                      void *userdata);
+
+/**
+ * The mounts of the active snapshot or view `key`, exactly as containerd's snapshotter returns
+ * them (absolute paths, empty targets): for overlayfs, a `bind` of its own `fs` (`rw`, or `ro`
+ * for a view) without a parent, a `ro` `bind` of the parent's `fs` for a view of one parent,
+ * else an `overlay` (`index=off`, `workdir=`, `upperdir=` unless a view, then `lowerdir=`
+ * top first); for native, a `bind` of its directory (of its parent's, for a view).
+ *
+ * On success `*out` is a new list (free it with `berth_mounts_free`); on failure NULL.
+ *
+ * Errors: `BERTH_ERR_NOT_FOUND`, `BERTH_ERR_FAILED_PRECONDITION` (a committed snapshot has no
+ * mounts).
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated; `out` is NULL or
+ * valid for a pointer write.
+ */
+enum berth_result berth_snapshot_mounts(struct berth_snapshot_tree *tree,
+                                        const char *namespace_name,
+                                        const char *key,
+                                        struct berth_mounts **out);
+
+/**
+ * The plan to mount snapshot `key` at `target` (an absolute path), as containerd's
+ * `mount.All` performs its mounts: each mount gets the target, and an overlay whose options
+ * come near a page has its lowerdirs made relative to their common directory, which
+ * `berth_mounts_chdir` then names (a 200-layer chain: `lowerdir=200/fs:199/fs:…` from
+ * `<root>/snapshots`). Mount from that directory, in a helper process that changes into it
+ * first; upperdir and workdir stay absolute. Every planned mount's `data_len` is below
+ * `BERTH_MOUNT_DATA_LIMIT`.
+ *
+ * On success `*out` is a new list (free it with `berth_mounts_free`); on failure NULL.
+ *
+ * Errors: as `berth_snapshot_mounts`, and `BERTH_ERR_INVALID` if `target` is not absolute,
+ * the overlay stacks more than 500 layers, or its data does not fit a page even with relative
+ * lowerdirs.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; the strings are NULL or NUL-terminated; `out` is NULL or
+ * valid for a pointer write.
+ */
+enum berth_result berth_snapshot_plan_mounts(struct berth_snapshot_tree *tree,
+                                             const char *namespace_name,
+                                             const char *key,
+                                             const char *target,
+                                             struct berth_mounts **out);
+
+/**
+ * Start-up cleanup: given the names of the `entries_len` entries of `<root>/snapshots`, the
+ * removals of every entry no snapshot owns (half-made `new-<id>` directories, removed
+ * snapshots, ids allocated but never persisted). Call it after loading and carry the removals
+ * out. Entries that are not plain names (`..`, `a/b`) are ignored.
+ *
+ * On success `*out` is a new list (free it with `berth_snapshot_actions_free`); on failure
+ * NULL.
+ *
+ * # Safety
+ *
+ * `tree` is NULL or a live tree; `entries` is NULL or an array of `entries_len` pointers,
+ * each NULL or NUL-terminated; `out` is NULL or valid for a pointer write.
+ */
+enum berth_result berth_snapshot_cleanup(const struct berth_snapshot_tree *tree,
+                                         const char *const *entries,
+                                         size_t entries_len,
+                                         struct berth_snapshot_actions **out);
+
+/**
+ * How many actions the list holds; 0 for NULL.
+ *
+ * # Safety
+ *
+ * `actions` is NULL or a live list.
+ */
+size_t berth_snapshot_actions_len(const struct berth_snapshot_actions *actions);
+
+/**
+ * Writes action `index` (from 0, in the order to carry them out) into `*out`; its strings
+ * borrow from the list. `BERTH_ERR_INVALID` if `index` is not below the length.
+ *
+ * # Safety
+ *
+ * `actions` is NULL or a live list; `out` is NULL or valid for a write of a
+ * `berth_snapshot_action`.
+ */
+enum berth_result berth_snapshot_actions_get(const struct berth_snapshot_actions *actions,
+                                             size_t index,
+                                             struct berth_snapshot_action *out);
+
+/**
+ * Frees an action list. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `actions` is NULL or was returned by this library and not freed yet. It must not be used
+ * after, nor the strings of actions read from it.
+ */
+void berth_snapshot_actions_free(struct berth_snapshot_actions *actions);
+
+/**
+ * How many mounts the list holds, to perform in order; 0 for NULL.
+ *
+ * # Safety
+ *
+ * `mounts` is NULL or a live list.
+ */
+size_t berth_mounts_len(const struct berth_mounts *mounts);
+
+/**
+ * Writes mount `index` (from 0) into `*out`; its strings borrow from the list.
+ * `BERTH_ERR_INVALID` if `index` is not below the length.
+ *
+ * # Safety
+ *
+ * `mounts` is NULL or a live list; `out` is NULL or valid for a write of a `berth_mount`.
+ */
+enum berth_result berth_mounts_get(const struct berth_mounts *mounts,
+                                   size_t index,
+                                   struct berth_mount *out);
+
+/**
+ * The directory a plan's mounts must be performed from (their relative lowerdirs resolve
+ * against it), NUL-terminated and valid until the list is freed; NULL when there is none (a
+ * snapshot's own mounts, a short chain) or for a NULL list.
+ *
+ * # Safety
+ *
+ * `mounts` is NULL or a live list.
+ */
+const char *berth_mounts_chdir(const struct berth_mounts *mounts);
+
+/**
+ * Frees a mount list. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `mounts` is NULL or was returned by this library and not freed yet. It must not be used
+ * after, nor the strings of mounts read from it.
+ */
+void berth_mounts_free(struct berth_mounts *mounts);
 
 #ifdef __cplusplus
 }  // extern "C"

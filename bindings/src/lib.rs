@@ -68,6 +68,7 @@ mod digest;
 mod image;
 mod ingest;
 mod result;
+mod snapshot;
 
 pub use digest::{
     berth_algorithm, berth_digest, berth_digest_algorithm, berth_digest_equal, berth_digest_free,

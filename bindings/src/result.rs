@@ -42,11 +42,18 @@ pub enum berth_result {
     BERTH_ERR_UNEXPECTED_COMPLETION = 12,
     /// A failure this version of the bindings has no specific code for.
     BERTH_ERR_OTHER = 13,
+    /// The object named does not exist (gRPC `NotFound`): a snapshot or its parent.
+    BERTH_ERR_NOT_FOUND = 14,
+    /// The name is taken (gRPC `AlreadyExists`): a snapshot key or commit name.
+    BERTH_ERR_ALREADY_EXISTS = 15,
+    /// The object is not in a state that allows the call (gRPC `FailedPrecondition`): e.g.
+    /// removing a snapshot that has children, committing one that is not active.
+    BERTH_ERR_FAILED_PRECONDITION = 16,
 }
 
 impl berth_result {
     /// Every code, in numeric order.
-    const ALL: [berth_result; 14] = [
+    const ALL: [berth_result; 17] = [
         berth_result::BERTH_OK,
         berth_result::BERTH_ERR_NULL,
         berth_result::BERTH_ERR_INVALID,
@@ -61,6 +68,9 @@ impl berth_result {
         berth_result::BERTH_ERR_PANIC,
         berth_result::BERTH_ERR_UNEXPECTED_COMPLETION,
         berth_result::BERTH_ERR_OTHER,
+        berth_result::BERTH_ERR_NOT_FOUND,
+        berth_result::BERTH_ERR_ALREADY_EXISTS,
+        berth_result::BERTH_ERR_FAILED_PRECONDITION,
     ];
 
     /// The constant's name as a NUL-terminated static string.
@@ -80,6 +90,9 @@ impl berth_result {
             berth_result::BERTH_ERR_PANIC => b"BERTH_ERR_PANIC\0",
             berth_result::BERTH_ERR_UNEXPECTED_COMPLETION => b"BERTH_ERR_UNEXPECTED_COMPLETION\0",
             berth_result::BERTH_ERR_OTHER => b"BERTH_ERR_OTHER\0",
+            berth_result::BERTH_ERR_NOT_FOUND => b"BERTH_ERR_NOT_FOUND\0",
+            berth_result::BERTH_ERR_ALREADY_EXISTS => b"BERTH_ERR_ALREADY_EXISTS\0",
+            berth_result::BERTH_ERR_FAILED_PRECONDITION => b"BERTH_ERR_FAILED_PRECONDITION\0",
         }
     }
 }

@@ -2,7 +2,7 @@
 # Builds berth-ffi's staticlib, compiles and runs the C tests against it under ASan and UBSan,
 # checks that berth.h compiles as C++, and checks the header for drift.
 # The C tests are every tests/c/test_*.c: test_digest.c, test_image.c (references and
-# platforms) and test_ingest.c.
+# platforms), test_ingest.c and test_snapshot.c (the snapshot tree).
 #
 #   bindings/tests/run-c-tests.sh
 #

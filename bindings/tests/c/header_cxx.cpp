@@ -2,6 +2,7 @@
 #include "berth.h"
 
 #include <cstddef>
+#include <string>
 #include <type_traits>
 
 static_assert(std::is_standard_layout<berth_output>::value, "berth_output is plain data");
@@ -49,4 +50,40 @@ berth_result full_reference(const char *s, char *buf, size_t len) {
     }
     berth_reference_free(r);
     return res;
+}
+
+static_assert(std::is_trivially_copyable<berth_snapshot_info>::value, "berth_snapshot_info is POD");
+static_assert(std::is_standard_layout<berth_mount>::value, "berth_mount is plain data");
+static_assert(std::is_trivially_copyable<berth_snapshot_action>::value, "action is POD");
+static_assert(BERTH_MOUNT_DATA_LIMIT == 4096, "one page of mount data");
+static_assert(BERTH_SNAPSHOT_ACTIVE == 2, "containerd's wire value for an active snapshot");
+
+// The snapshot tree from C++: a C++ function as the list callback (it must not throw).
+static bool count_key(void *userdata, const char *, size_t) {
+    ++*static_cast<size_t *>(userdata);
+    return true;
+}
+
+size_t count_snapshots(berth_snapshot_tree *tree, const char *ns) {
+    size_t n = 0;
+    const char *filters[] = {"kind==committed"};
+    if (berth_snapshot_list(tree, ns, filters, 1, count_key, &n) != BERTH_OK) {
+        return 0;
+    }
+    return n;
+}
+
+// The last option of a snapshot's first mount (an overlay's lowerdir=), copied before the list
+// that owns it is freed.
+std::string last_option(berth_snapshot_tree *tree, const char *key) {
+    berth_mounts *mounts = nullptr;
+    std::string out;
+    if (berth_snapshot_mounts(tree, "default", key, &mounts) == BERTH_OK) {
+        berth_mount m{};
+        if (berth_mounts_get(mounts, 0, &m) == BERTH_OK && m.options_len > 0) {
+            out = m.options[m.options_len - 1];
+        }
+    }
+    berth_mounts_free(mounts);
+    return out;
 }
