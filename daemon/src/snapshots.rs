@@ -119,8 +119,9 @@ impl Snapshotters {
             .find(|s| s.name == name)
             .cloned()
             .ok_or_else(|| {
-                Status::not_found(format!(
-                    "snapshotter {name:?} does not exist (berthd has overlayfs and native)"
+                // containerd's code and wording: InvalidArgument "snapshotter not loaded: X"
+                Status::invalid_argument(format!(
+                    "snapshotter not loaded: {name} (berthd has overlayfs and native)"
                 ))
             })
     }

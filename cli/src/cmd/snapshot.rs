@@ -211,11 +211,10 @@ pub fn mount_commands(mounts: &[types::Mount], target: &str) -> String {
     out
 }
 
-/// Maps a status of the Snapshots service about `what` in `snapshotter`. berthd answers
-/// NotFound both for a missing snapshot and for a snapshotter it does not have; the two are
-/// told apart here.
+/// Maps a status of the Snapshots service about `what` in `snapshotter`. An unknown snapshotter
+/// is InvalidArgument "snapshotter not loaded: X" (containerd's answer), told apart here.
 pub fn snapshot_err(client: &Client, snapshotter: &str, what: &str, s: &Status) -> Error {
-    if s.code() == Code::NotFound && s.message().contains("snapshotter") {
+    if s.code() == Code::InvalidArgument && s.message().contains("snapshotter not loaded") {
         return Error::failed(format!(
             "berthd has no snapshotter {snapshotter:?} ({}) — pass --snapshotter overlayfs or \
              --snapshotter native",
