@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "containerd/services/images/v1/images.proto",
         "containerd/services/snapshots/v1/snapshots.proto",
         "containerd/services/diff/v1/diff.proto",
+        "containerd/services/containers/v1/containers.proto",
         "berth/services/transfer/v1/transfer.proto",
         "containerd/events/events.proto",
         "google/rpc/status.proto",

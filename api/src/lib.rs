@@ -74,6 +74,11 @@ mod generated {
                     tonic::include_proto!("containerd.services.snapshots.v1");
                 }
             }
+            pub mod containers {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.containers.v1");
+                }
+            }
             pub mod diff {
                 pub mod v1 {
                     tonic::include_proto!("containerd.services.diff.v1");

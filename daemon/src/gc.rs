@@ -93,6 +93,19 @@ async fn graph(d: &Arc<Daemon>) -> Result<Graph, StoreError> {
                     },
                 );
             }
+            for (id, c) in store.container_list(&ns)? {
+                let snapshot = (!c.snapshot_key.is_empty()).then(|| gc::SnapshotRef {
+                    snapshotter: c.snapshotter.clone(),
+                    key: c.snapshot_key.clone(),
+                });
+                n.containers.insert(
+                    id,
+                    gc::Container {
+                        snapshot,
+                        labels: c.labels,
+                    },
+                );
+            }
             for (digest, rec) in store.content_list(&ns)? {
                 n.content.insert(digest, rec.labels);
             }

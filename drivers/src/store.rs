@@ -5,6 +5,7 @@
 //! records. Blob bytes are shared by every namespace on disk; a namespace sees a blob only if it
 //! holds a content record for it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ const NAMESPACES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("names
 const CONTENT: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("content");
 const LEASES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("leases");
 const IMAGES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("images");
+const CONTAINERS: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("containers");
 /// Each snapshotter's snapshot tree, serialised (JSON), by snapshotter name.
 const SNAPSHOTTERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshotters");
 const LEASE_RESOURCES: TableDefinition<'_, (&str, &str, &str, &str), ()> =
@@ -91,6 +93,42 @@ pub struct ContentRecord {
     pub updated_at: Instant,
     /// Labels.
     pub labels: Labels,
+}
+
+/// A protobuf `Any` as stored: its type URL and bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyRecord {
+    /// The type URL.
+    pub type_url: String,
+    /// The encoded message.
+    pub value: Vec<u8>,
+}
+
+/// A container record (containerd's `Container`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Labels.
+    pub labels: Labels,
+    /// The image name.
+    pub image: String,
+    /// The runtime's name (`io.containerd.runc.v2`).
+    pub runtime: String,
+    /// The runtime's options.
+    pub runtime_options: Option<AnyRecord>,
+    /// The OCI runtime spec.
+    pub spec: Option<AnyRecord>,
+    /// The snapshotter of the rootfs snapshot.
+    pub snapshotter: String,
+    /// The rootfs snapshot's key.
+    pub snapshot_key: String,
+    /// Creation time.
+    pub created_at: Instant,
+    /// Last change.
+    pub updated_at: Instant,
+    /// Extensions.
+    pub extensions: BTreeMap<String, AnyRecord>,
+    /// The sandbox id (containerd 2.x).
+    pub sandbox: String,
 }
 
 /// A lease.
@@ -174,6 +212,7 @@ impl Store {
         tx.open_table(LEASE_RESOURCES)?;
         tx.open_table(IMAGES)?;
         tx.open_table(SNAPSHOTTERS)?;
+        tx.open_table(CONTAINERS)?;
         tx.commit()?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -278,6 +317,9 @@ impl Store {
             }
             if has_rows(&tx.open_table(CONTENT)?, name)? {
                 still.push("blobs");
+            }
+            if has_rows(&tx.open_table(CONTAINERS)?, name)? {
+                still.push("containers");
             }
             if !still.is_empty() {
                 return Err(StoreError::FailedPrecondition(format!(
@@ -656,6 +698,85 @@ impl Store {
             out.push(row?.0.value().to_string());
         }
         Ok(out)
+    }
+
+    // ---- containers ------------------------------------------------------------------------
+
+    /// A container by id.
+    pub fn container_get(&self, ns: &str, id: &str) -> Result<Option<ContainerRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CONTAINERS)?;
+        Ok(match t.get((ns, id))? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// A namespace's containers, sorted by id.
+    pub fn container_list(&self, ns: &str) -> Result<Vec<(String, ContainerRecord)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CONTAINERS)?;
+        let mut out = Vec::new();
+        for row in t.range((ns, "")..)? {
+            let (k, v) = row?;
+            let (kns, id) = k.value();
+            if kns != ns {
+                break;
+            }
+            out.push((id.to_string(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Creates a container (the namespace comes into existence). AlreadyExists if the id is
+    /// taken; the id must be a valid name.
+    pub fn container_create(&self, ns: &str, id: &str, rec: &ContainerRecord) -> Result<()> {
+        validate_name(id).map_err(|e| StoreError::InvalidArgument(format!("container id: {e}")))?;
+        validate_labels(&rec.labels)?;
+        let tx = self.db.begin_write()?;
+        ensure_ns(&tx, ns)?;
+        {
+            let mut t = tx.open_table(CONTAINERS)?;
+            if t.get((ns, id))?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("container {id:?}")));
+            }
+            t.insert((ns, id), serde_json::to_vec(rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes a container in one transaction. NotFound if missing.
+    pub fn container_update(
+        &self,
+        ns: &str,
+        id: &str,
+        change: impl FnOnce(&mut ContainerRecord) -> Result<()>,
+    ) -> Result<ContainerRecord> {
+        let tx = self.db.begin_write()?;
+        let rec = {
+            let mut t = tx.open_table(CONTAINERS)?;
+            let mut rec: ContainerRecord = match t.get((ns, id))? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => return Err(StoreError::NotFound(format!("container {id:?}"))),
+            };
+            change(&mut rec)?;
+            validate_labels(&rec.labels)?;
+            t.insert((ns, id), serde_json::to_vec(&rec)?.as_slice())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// Deletes a container record. NotFound if missing.
+    pub fn container_delete(&self, ns: &str, id: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        if tx.open_table(CONTAINERS)?.remove((ns, id))?.is_none() {
+            return Err(StoreError::NotFound(format!("container {id:?}")));
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     // ---- snapshotters ----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! The gRPC services, one module each.
 
+pub mod containers;
 pub mod content;
 mod content_write;
 pub mod diff;
@@ -53,6 +54,11 @@ pub fn router(d: Arc<Daemon>) -> Router {
         )))
         .service(limits!(
             api::snapshots::v1::snapshots_server::SnapshotsServer::new(snapshots::Service(
+                d.clone()
+            ))
+        ))
+        .service(limits!(
+            api::containers::v1::containers_server::ContainersServer::new(containers::Service(
                 d.clone()
             ))
         ))
