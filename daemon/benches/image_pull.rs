@@ -99,7 +99,10 @@ impl Daemon {
     fn wait(sock: &Path) {
         let t0 = Instant::now();
         while std::os::unix::net::UnixStream::connect(sock).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "daemon did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "daemon did not start"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -161,7 +164,10 @@ impl Daemon {
 
     fn berth(&self, cli: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(cli);
-        c.arg("--address").arg(&self.sock).args(["-n", "bench"]).args(args);
+        c.arg("--address")
+            .arg(&self.sock)
+            .args(["-n", "bench"])
+            .args(args);
         c
     }
 }
@@ -241,7 +247,14 @@ fn main() {
     let layer_digests: Vec<String> = manifest
         .split("\"digest\":")
         .skip(2) // the config's digest comes first
-        .map(|s| s.trim_start().trim_start_matches('"').split('"').next().unwrap().to_string())
+        .map(|s| {
+            s.trim_start()
+                .trim_start_matches('"')
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     for (i, dg) in layer_digests.iter().enumerate() {
         sh(&format!(
@@ -343,9 +356,11 @@ fn main() {
         // import of containerd's export
         {
             let c = Daemon::containerd(fresh("c-import"));
-            figs[3].peer.push(timed(
-                &mut c.ctr(&["images", "import", export.to_str().unwrap()]),
-            ));
+            figs[3].peer.push(timed(&mut c.ctr(&[
+                "images",
+                "import",
+                export.to_str().unwrap(),
+            ])));
         }
         {
             let b = Daemon::berthd(&berthd, "smol", fresh("b-import"));

@@ -26,6 +26,8 @@ pub struct BlobFile {
     dest: PathBuf,
     hash: Hasher,
     len: u64,
+    /// Keep the partial file when dropped uncommitted (a resumable download).
+    keep: bool,
 }
 
 fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Status {
@@ -52,7 +54,72 @@ impl BlobFile {
             dest: root.join(Layout::blob(digest)),
             hash: Hasher::new(digest.algorithm()),
             len: 0,
+            keep: false,
         })
+    }
+
+    /// Opens the resumable download of `digest`: `content/ingest/pull-<hex>`, kept when dropped
+    /// uncommitted (a crash or a network failure) so that the next pull continues it. Returns
+    /// the file and the bytes already there (`feed` gets them, in order, so the caller can hash
+    /// and unpack the prefix without downloading it again). The caller holds the download's
+    /// lock: two writers never share the file.
+    pub fn resume(
+        root: &Path,
+        digest: &Digest,
+        size: u64,
+        mut feed: impl FnMut(&[u8]) -> Result<(), Status>,
+    ) -> Result<(Self, u64), Status> {
+        use std::io::{Read, Seek};
+        let dir = root.join(INGEST);
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        let tmp = dir.join(format!("pull-{}", digest.hex()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)
+            .map_err(io("opening", &tmp))?;
+        let have = file.metadata().map_err(io("stat", &tmp))?.len();
+        let mut hash = Hasher::new(digest.algorithm());
+        let mut len = 0u64;
+        if have > size {
+            file.set_len(0).map_err(io("truncating", &tmp))?;
+        } else {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(io("reading", &tmp))?;
+                if n == 0 {
+                    break;
+                }
+                hash.update(&buf[..n]);
+                feed(&buf[..n])?;
+                len += n as u64;
+            }
+        }
+        file.seek(std::io::SeekFrom::Start(len))
+            .map_err(io("seeking", &tmp))?;
+        Ok((
+            BlobFile {
+                file,
+                tmp,
+                dest: root.join(Layout::blob(digest)),
+                hash,
+                len,
+                keep: true,
+            },
+            len,
+        ))
+    }
+
+    /// Drops the partial file instead of keeping it (its bytes are known bad).
+    pub fn discard(mut self) {
+        self.keep = false;
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// Appends bytes.
@@ -66,7 +133,7 @@ impl BlobFile {
     pub fn commit(self, expected: &Digest, size: u64) -> Result<(), Status> {
         let got = self.hash.digest();
         if got != *expected || self.len != size {
-            let _ = std::fs::remove_file(&self.tmp);
+            self.discard_now();
             return Err(Status::data_loss(format!(
                 "blob {expected} ({size} bytes): received {} bytes hashing to {got}",
                 self.len
@@ -81,10 +148,19 @@ impl BlobFile {
     }
 }
 
+impl BlobFile {
+    fn discard_now(&self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 impl Drop for BlobFile {
     fn drop(&mut self) {
-        // After a commit the temporary name is gone; otherwise leave nothing behind.
-        let _ = std::fs::remove_file(&self.tmp);
+        // After a commit the temporary name is gone; otherwise leave nothing behind, unless
+        // this is a resumable download.
+        if !self.keep {
+            self.discard_now();
+        }
     }
 }
 

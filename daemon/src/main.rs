@@ -111,6 +111,11 @@ fn run(cfg: Config) -> Result<(), String> {
         snapshotters: snapshots::Snapshotters::open(&cfg.root, &store_for_snapshots)?,
         gc: Default::default(),
     });
+    match svc::leases::drop_stale_transfers(&daemon.store) {
+        Ok(0) => {}
+        Ok(n) => log::info!("dropped the leases of {n} transfers a previous berthd left"),
+        Err(e) => log::warn!("dropping stale transfer leases: {e}"),
+    }
     // Collect once before serving: what expired or lost its references while berthd was down
     // goes now, and never under a client that has just connected.
     match smol::block_on(gc::run(&daemon)) {

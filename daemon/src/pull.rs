@@ -721,6 +721,10 @@ impl LayerTask {
     }
 }
 
+fn file_len(f: &BlobFile) -> u64 {
+    f.len()
+}
+
 /// Streams a layer from the registry into the blob store and, if `dir` is given, through the
 /// Applier into that directory at the same time.
 async fn download(
@@ -733,15 +737,16 @@ async fn download(
 ) -> Result<Option<Applied>, Status> {
     let digest = job.desc.digest;
     let size = job.desc.size;
-    let mut stream = client
-        .fetch(reference, &job.desc, 0)
-        .await
-        .map_err(|e| Status::unavailable(format!("fetching {digest}: {e}")))?;
-    let (tx, rx) = async_channel::bounded::<bytes::Bytes>(16);
+    // One resumable download per blob at a time; a second concurrent pull of the same blob
+    // downloads into a private file.
+    let lock = d.lock_ingest("", &format!("pull-{}", digest.hex()));
     let root = d.root.clone();
     let done = job.done.clone();
+    let (start_tx, start_rx) = async_channel::bounded::<Result<u64, Status>>(1);
+    let (tx, rx) = async_channel::bounded::<bytes::Bytes>(16);
+    let resumable = lock.is_some();
     let worker = blocking::unblock(move || -> Result<Option<Applied>, Status> {
-        let mut file = BlobFile::create(&root, &digest)?;
+        let _lock = lock;
         let mut applier = match dir {
             Some(dir) => Some(
                 Applier::new(&dir, mode, None)
@@ -749,26 +754,84 @@ async fn download(
             ),
             None => None,
         };
+        let unpack_err = |e: berth_drivers::apply::ApplyError| {
+            Status::invalid_argument(format!("unpacking {digest}: {e}"))
+        };
+        // the bytes a previous, interrupted pull left: unpacked from disk, not downloaded again
+        let opened = if resumable {
+            BlobFile::resume(&root, &digest, size, |b| {
+                if let Some(a) = applier.as_mut() {
+                    a.push(b).map_err(unpack_err)?;
+                }
+                done.fetch_add(b.len() as u64, Ordering::Relaxed);
+                Ok(())
+            })
+        } else {
+            BlobFile::create(&root, &digest).map(|f| (f, 0))
+        };
+        let mut file = match opened {
+            Ok((f, have)) => {
+                let _ = start_tx.send_blocking(Ok(have));
+                f
+            }
+            Err(e) => {
+                let _ = start_tx.send_blocking(Err(e.clone()));
+                return Err(e);
+            }
+        };
         while let Ok(chunk) = rx.recv_blocking() {
             file.write(&chunk)?;
             let len = chunk.len() as u64;
             if let Some(a) = applier.as_mut() {
-                a.push_bytes(chunk)
-                    .map_err(|e| Status::invalid_argument(format!("unpacking {digest}: {e}")))?;
+                if let Err(e) = a.push_bytes(chunk) {
+                    file.discard();
+                    return Err(unpack_err(e));
+                }
             }
             done.fetch_add(len, Ordering::Relaxed);
         }
         let applied = match applier {
-            Some(a) => Some(
-                a.finish()
-                    .map_err(|e| Status::invalid_argument(format!("unpacking {digest}: {e}")))?,
-            ),
+            Some(a) => match a.finish() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    // a stream cut short keeps its prefix for the next pull; bad bytes do not
+                    if !matches!(
+                        e,
+                        berth_drivers::apply::ApplyError::Decode(
+                            berth_core::archive::DecodeError::Truncated { .. }
+                        )
+                    ) || file_len(&file) >= size
+                    {
+                        file.discard();
+                    }
+                    return Err(unpack_err(e));
+                }
+            },
             None => None,
         };
         file.commit(&digest, size)?;
         Ok(applied)
     });
-    let mut received = 0u64;
+    let have = start_rx
+        .recv()
+        .await
+        .map_err(|_| Status::internal("download worker ended early"))??;
+    if have > 0 {
+        log::info!("{digest}: resuming the download at byte {have} of {size}");
+    }
+    if have >= size {
+        drop(tx);
+        return worker.await;
+    }
+    let mut stream = match client.fetch(reference, &job.desc, have).await {
+        Ok(s) => s,
+        Err(e) => {
+            drop(tx);
+            let _ = worker.await;
+            return Err(registry_status(&format!("fetching {digest}"), &e));
+        }
+    };
+    let mut received = have;
     let feed = async {
         while let Some(chunk) = stream
             .next_chunk()

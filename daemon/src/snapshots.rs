@@ -345,7 +345,10 @@ impl Snapshotter {
                 };
                 match renamed {
                     Some(Action::Rename { from, to }) => {
-                        let r = Action::Rename { from, to: to.clone() };
+                        let r = Action::Rename {
+                            from,
+                            to: to.clone(),
+                        };
                         match snapfs::perform(&root, &r) {
                             Ok(()) => trash.push(Action::RemoveAll { path: to }),
                             Err(e) => {

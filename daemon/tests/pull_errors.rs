@@ -112,18 +112,31 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
 
     // 1. truncated gzip (its digest is that of the truncated bytes: the registry accepts it)
     let cut = &good_gz[..good_gz.len() - 20];
-    let r = push(&reg, "bad/truncated", cut, &format!("sha256:{}", sha256_hex(&good)));
+    let r = push(
+        &reg,
+        "bad/truncated",
+        cut,
+        &format!("sha256:{}", sha256_hex(&good)),
+    );
     let o = berth(&d, &["image", "pull", "-q", &r]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("unpacking") && e.contains("truncated"), "{e}");
     assert_nothing_committed(&d, &r);
     let e = d.ctr_err(&["images", "pull", "--plain-http", &r]);
-    assert!(e.contains("truncated"), "ctr's unpack gets the typed error too: {e}");
+    assert!(
+        e.contains("truncated"),
+        "ctr's unpack gets the typed error too: {e}"
+    );
     assert_nothing_committed(&d, "bad/truncated:bad@");
 
     // 2. the config names another diff ID
-    let r = push(&reg, "bad/diffid", &good_gz, &format!("sha256:{}", sha256_hex(b"other")));
+    let r = push(
+        &reg,
+        "bad/diffid",
+        &good_gz,
+        &format!("sha256:{}", sha256_hex(b"other")),
+    );
     let o = berth(&d, &["image", "pull", "-q", &r]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
@@ -133,8 +146,18 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
     // 3. hostile entries: `..` escape is refused outright
     let outside = d.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    let evil = tar(&[entry("../../../../../../../../tmp/berth-escape", b'0', "", b"x")]);
-    let r = push(&reg, "bad/dotdot", &gzip(&evil), &format!("sha256:{}", sha256_hex(&evil)));
+    let evil = tar(&[entry(
+        "../../../../../../../../tmp/berth-escape",
+        b'0',
+        "",
+        b"x",
+    )]);
+    let r = push(
+        &reg,
+        "bad/dotdot",
+        &gzip(&evil),
+        &format!("sha256:{}", sha256_hex(&evil)),
+    );
     let o = berth(&d, &["image", "pull", "-q", &r]);
     assert_eq!(o.status.code(), Some(1));
     assert!(!Path::new("/tmp/berth-escape").exists());
@@ -150,11 +173,24 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         entry("abs/etc/berth-planted", b'0', "", b"gotcha"),
         entry("passwd", b'1', "/etc/passwd", b""),
     ]);
-    let r = push(&reg, "bad/links", &gzip(&sneaky), &format!("sha256:{}", sha256_hex(&sneaky)));
+    let r = push(
+        &reg,
+        "bad/links",
+        &gzip(&sneaky),
+        &format!("sha256:{}", sha256_hex(&sneaky)),
+    );
     let o = berth(&d, &["image", "pull", "-q", &r]);
     // a hard link to a path the layer never created has no target inside the snapshot
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "nothing written outside");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing written outside"
+    );
     assert!(!Path::new("/etc/berth-planted").exists());
     assert_nothing_committed(&d, &r);
 
@@ -165,17 +201,29 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         entry("abs", b'2', "/", b""),
         entry("abs/etc/berth-planted", b'0', "", b"gotcha"),
     ]);
-    let r = push(&reg, "bad/inside", &gzip(&inside), &format!("sha256:{}", sha256_hex(&inside)));
+    let r = push(
+        &reg,
+        "bad/inside",
+        &gzip(&inside),
+        &format!("sha256:{}", sha256_hex(&inside)),
+    );
     let o = berth(&d, &["image", "pull", "-q", &r]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "nothing written outside");
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing written outside"
+    );
     assert!(!Path::new("/etc/berth-planted").exists());
     let mnt = tempfile::tempdir().unwrap();
     let m = mnt.path().to_str().unwrap();
     let o = berth(&d, &["image", "mount", &r, m]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // the symlinks resolved as if the snapshot were `/`: the files landed under its root
-    let planted = std::fs::read(mnt.path().join(outside.strip_prefix("/").unwrap()).join("planted"));
+    let planted = std::fs::read(
+        mnt.path()
+            .join(outside.strip_prefix("/").unwrap())
+            .join("planted"),
+    );
     let etc = std::fs::read(mnt.path().join("etc/berth-planted"));
     let _ = berth(&d, &["image", "unmount", "--rm", m]);
     assert_eq!(planted.unwrap(), b"gotcha");

@@ -13,7 +13,7 @@ use berth_api::events::{
     container_create, ContainerCreate as EvCreate, ContainerDelete as EvDelete,
     ContainerUpdate as EvUpdate,
 };
-use berth_api::services::containers::v1::{containers_server::Containers, container, *};
+use berth_api::services::containers::v1::{container, containers_server::Containers, *};
 use berth_core::metadata::{apply_label_mask, Filter, Labels};
 use berth_drivers::store::{AnyRecord, ContainerRecord, StoreError};
 use futures_lite::stream::{self, Stream};
@@ -101,7 +101,9 @@ impl Service {
 }
 
 fn not_found(id: &str, ns: &str) -> Status {
-    Status::not_found(format!("container \"{id}\" in namespace \"{ns}\": not found"))
+    Status::not_found(format!(
+        "container \"{id}\" in namespace \"{ns}\": not found"
+    ))
 }
 
 #[tonic::async_trait]
@@ -143,11 +145,7 @@ impl Containers for Service {
         let items: Vec<Result<ListContainerMessage, Status>> = self
             .list_filtered(&ns, &req.get_ref().filters)?
             .into_iter()
-            .map(|c| {
-                Ok(ListContainerMessage {
-                    container: Some(c),
-                })
-            })
+            .map(|c| Ok(ListContainerMessage { container: Some(c) }))
             .collect();
         Ok(Response::new(Box::pin(stream::iter(items))))
     }
@@ -275,8 +273,7 @@ impl Containers for Service {
                                     let k = &p["extensions.".len()..];
                                     match c.extensions.get(k) {
                                         Some(v) => {
-                                            rec.extensions
-                                                .insert(k.to_string(), any_in(v.clone()));
+                                            rec.extensions.insert(k.to_string(), any_in(v.clone()));
                                         }
                                         None => {
                                             rec.extensions.remove(k);
@@ -328,7 +325,12 @@ impl Containers for Service {
                 e => status(e),
             })?;
         self.0.gc.schedule();
-        self.publish(&ns, CONTAINER_DELETE, to_any(&EvDelete { id: id.clone() }), &id);
+        self.publish(
+            &ns,
+            CONTAINER_DELETE,
+            to_any(&EvDelete { id: id.clone() }),
+            &id,
+        );
         Ok(Response::new(()))
     }
 }

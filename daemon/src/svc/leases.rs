@@ -32,16 +32,38 @@ fn generated_id(now: berth_core::Instant) -> String {
     format!("{}-{}", now.as_nanos(), &salt.hex()[..6])
 }
 
+/// Label of the leases berthd's own transfers hold: a restarted daemon deletes them (the
+/// transfer died with the previous process), so the start-up collection takes what they held
+/// and nothing else.
+pub const TRANSFER_LABEL: &str = "berth.io/transfer";
+
+/// Deletes the leases of transfers a previous berthd process left (see [`TRANSFER_LABEL`]).
+pub fn drop_stale_transfers(store: &berth_drivers::store::Store) -> Result<usize, String> {
+    let mut n = 0;
+    for ns in store.namespace_names().map_err(|e| e.to_string())? {
+        for (id, rec) in store.lease_list(&ns).map_err(|e| e.to_string())? {
+            if rec.labels.contains_key(TRANSFER_LABEL) {
+                store.lease_delete(&ns, &id).map_err(|e| e.to_string())?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Creates a lease for berthd's own work (pulls, imports) in `ns`, expiring after 24 hours as
 /// ctr's do, so that a crash leaves nothing protected forever. Returns its id.
 pub async fn temporary(d: &Arc<Daemon>, ns: &str) -> Result<String, Status> {
     let now = d.now();
     let id = generated_id(now);
     let expire = berth_core::Instant(now.as_nanos() + 24 * 3600 * 1_000_000_000);
-    let labels: berth_core::metadata::Labels = [(
-        "containerd.io/gc.expire".to_string(),
-        berth_core::metadata::format_rfc3339(expire),
-    )]
+    let labels: berth_core::metadata::Labels = [
+        (
+            "containerd.io/gc.expire".to_string(),
+            berth_core::metadata::format_rfc3339(expire),
+        ),
+        (TRANSFER_LABEL.to_string(), "true".to_string()),
+    ]
     .into();
     let (n, i) = (ns.to_string(), id.clone());
     d.store_write(move |s| {
