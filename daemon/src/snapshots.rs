@@ -141,6 +141,22 @@ impl Snapshotters {
         true
     }
 
+    /// True if `dir` lies in a snapshot directory of one of berthd's snapshotters (lexically:
+    /// `<root>/snapshots/<entry>/…`, without `..`).
+    pub fn owns(&self, dir: &Path) -> bool {
+        use std::path::Component;
+        if dir
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return false;
+        }
+        self.list.iter().any(|s| {
+            dir.strip_prefix(s.root.join("snapshots"))
+                .is_ok_and(|rest| rest.components().next().is_some())
+        })
+    }
+
     /// The snapshotter and active/view snapshot directory a mount list designates, for
     /// Diff.Apply: a `bind` of `<root>/snapshots/<id>[/fs]` or an `overlay` whose `upperdir` is
     /// such a directory. Anything else (a path no snapshotter of berthd owns) is refused.

@@ -233,6 +233,38 @@ fn suite(driver: &str) {
     d.ctr_ok(&["snapshots", "prepare", "work", &top]);
     let m = d.ctr_ok(&["snapshots", "mounts", "/mnt", "work"]);
     assert!(m.contains("overlay") && m.contains("lowerdir="), "{m}");
+    // changes in the upper directory become a layer (Diff.Diff): a new file and a whiteout
+    let upper = m
+        .split(',')
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .expect("upperdir")
+        .to_string();
+    std::fs::write(Path::new(&upper).join("added.txt"), "new\n").unwrap();
+    std::fs::create_dir(Path::new(&upper).join("etc")).unwrap();
+    let st = std::process::Command::new("mknod")
+        .arg(Path::new(&upper).join("etc/group"))
+        .args(["c", "0", "0"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let layer = d.ctr(&["snapshots", "diff", "work"]);
+    assert!(
+        layer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&layer.stderr)
+    );
+    let listing = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(listing.path(), &layer.stdout).unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-tzf")
+        .arg(listing.path())
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&tar.stdout);
+    assert!(
+        names.contains("added.txt") && names.contains("etc/.wh.group"),
+        "the layer holds the change and the whiteout: {names}"
+    );
     d.ctr_ok(&["snapshots", "label", "work", "purpose=test"]);
     assert!(d.ctr_ok(&["snapshots", "info", "work"]).contains("purpose"));
     d.ctr_ok(&["snapshots", "commit", "work-done", "work"]);

@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod conformance;
+pub mod diff;
 pub mod exec;
 pub mod fake;
 pub mod host;

@@ -107,6 +107,7 @@
 
 pub mod apply;
 pub mod decompress;
+pub mod diff;
 pub mod path;
 pub mod tar;
 
