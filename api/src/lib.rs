@@ -33,6 +33,16 @@ mod generated {
         pub mod events {
             tonic::include_proto!("containerd.events");
         }
+        pub mod v1 {
+            pub mod types {
+                tonic::include_proto!("containerd.v1.types");
+            }
+        }
+        pub mod runc {
+            pub mod v1 {
+                tonic::include_proto!("containerd.runc.v1");
+            }
+        }
         pub mod services {
             pub mod version {
                 pub mod v1 {
@@ -74,6 +84,11 @@ mod generated {
                     tonic::include_proto!("containerd.services.snapshots.v1");
                 }
             }
+            pub mod tasks {
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.tasks.v1");
+                }
+            }
             pub mod containers {
                 pub mod v1 {
                     tonic::include_proto!("containerd.services.containers.v1");
@@ -89,7 +104,9 @@ mod generated {
 }
 
 pub use generated::berth::services as berth_services;
-pub use generated::containerd::{events, services, types};
+pub use generated::containerd::{events, runc, services, types};
+/// `containerd.v1.types`: the task process and its status.
+pub use generated::containerd::v1::types as task_types;
 pub use generated::google::rpc;
 
 /// The gRPC header that names the namespace of a call.
