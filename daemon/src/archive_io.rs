@@ -189,7 +189,7 @@ fn read_archive(root: &Path, path: &Path) -> Result<Archive, Status> {
         files: BTreeMap::new(),
         paths: BTreeMap::new(),
     };
-    let entries = tar.entries().map_err(|e| bad_archive(e))?;
+    let entries = tar.entries().map_err(bad_archive)?;
     for entry in entries {
         let mut entry = entry.map_err(bad_archive)?;
         if !entry.header().entry_type().is_file() {

@@ -472,10 +472,8 @@ async fn unpack_manifests(
         }
     }
     if let Some(e) = first_err {
-        for x in extracted.into_iter().flatten() {
-            if let Some(key) = x {
-                let _ = ss.remove(ns, &key).await;
-            }
+        for key in extracted.into_iter().flatten().flatten() {
+            let _ = ss.remove(ns, &key).await;
         }
         return Err(e);
     }

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::images::{busybox_layer, push_image, push_index, rich_layers, Compression, Format};
+use common::images::{
+    busybox_layer, push_image, push_index, rich_layers, Compression, Format, Spec,
+};
 use common::{http, Berthd, Registry};
 
 /// Checks a mounted rich image: content, modes, owners, links, xattrs and whiteouts.
@@ -81,51 +83,41 @@ fn suite(driver: &str) {
         "t/rich",
         "gzip",
         &layers,
-        Compression::Gzip,
-        Format::Oci,
-        "amd64",
-        None,
+        Spec::amd64(Compression::Gzip, Format::Oci),
     );
     let zs = push_image(
         &reg,
         "t/rich",
         "zstd",
         &layers,
-        Compression::Zstd,
-        Format::Oci,
-        "amd64",
-        None,
+        Spec::amd64(Compression::Zstd, Format::Oci),
     );
     let dk = push_image(
         &reg,
         "t/rich",
         "docker",
         &layers,
-        Compression::Gzip,
-        Format::Docker,
-        "amd64",
-        None,
+        Spec::amd64(Compression::Gzip, Format::Docker),
     );
     let bb = busybox_layer();
     let amd = push_image(
         &reg,
         "t/multi",
         "amd64",
-        &[bb.clone()],
-        Compression::Gzip,
-        Format::Oci,
-        "amd64",
-        None,
+        std::slice::from_ref(&bb),
+        Spec::amd64(Compression::Gzip, Format::Oci),
     );
     let arm = push_image(
         &reg,
         "t/multi",
         "arm64",
         &[bb],
-        Compression::Gzip,
-        Format::Oci,
-        "arm64",
-        Some("v8"),
+        Spec {
+            compression: Compression::Gzip,
+            format: Format::Oci,
+            arch: "arm64",
+            variant: Some("v8"),
+        },
     );
     push_index(
         &reg,

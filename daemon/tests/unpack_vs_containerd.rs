@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::images::{push_image, rich_layers, Compression, Format};
+use common::images::{push_image, rich_layers, Compression, Format, Spec};
 use common::{require, sha256_hex, Berthd, Registry};
 
 struct Containerd {
@@ -199,10 +199,7 @@ fn berth_unpack_is_identical_to_containerds() {
         "t/rich",
         "cmp",
         &layers,
-        Compression::Gzip,
-        Format::Oci,
-        "amd64",
-        None,
+        Spec::amd64(Compression::Gzip, Format::Oci),
     );
     let c = Containerd::start();
     let d = Berthd::start("smol");

@@ -155,17 +155,41 @@ pub fn busybox_layer() -> Vec<u8> {
     rich_layers().swap_remove(0)
 }
 
+/// How an image is pushed: layer compression, manifest format, platform.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec<'a> {
+    pub compression: Compression,
+    pub format: Format,
+    pub arch: &'a str,
+    pub variant: Option<&'a str>,
+}
+
+impl Spec<'static> {
+    /// An amd64 image with this compression and format.
+    pub fn amd64(compression: Compression, format: Format) -> Self {
+        Spec {
+            compression,
+            format,
+            arch: "amd64",
+            variant: None,
+        }
+    }
+}
+
 /// Pushes an image of these uncompressed layers as `repo:tag`.
 pub fn push_image(
     reg: &Registry,
     repo: &str,
     tag: &str,
     tars: &[Vec<u8>],
-    c: Compression,
-    f: Format,
-    arch: &str,
-    variant: Option<&str>,
+    spec: Spec<'_>,
 ) -> Pushed {
+    let Spec {
+        compression: c,
+        format: f,
+        arch,
+        variant,
+    } = spec;
     let diff_ids: Vec<String> = tars
         .iter()
         .map(|t| format!("sha256:{}", sha256_hex(t)))
