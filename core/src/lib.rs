@@ -125,6 +125,7 @@
 //! * [`archive`]: gzip/zstd decoding, tar parsing, layer application.
 //! * [`snapshot`]: the snapshot tree and its mounts.
 //! * [`registry`]: the OCI distribution API client machine.
+//! * [`spec`]: the OCI runtime spec of a container, from its image config.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -138,6 +139,7 @@ pub mod metadata;
 pub mod op;
 pub mod registry;
 pub mod snapshot;
+pub mod spec;
 mod time;
 
 pub use digest::{Algorithm, Digest, DigestError};
