@@ -104,9 +104,9 @@ mod generated {
 }
 
 pub use generated::berth::services as berth_services;
-pub use generated::containerd::{events, runc, services, types};
 /// `containerd.v1.types`: the task process and its status.
 pub use generated::containerd::v1::types as task_types;
+pub use generated::containerd::{events, runc, services, types};
 pub use generated::google::rpc;
 
 /// The gRPC header that names the namespace of a call.

@@ -65,15 +65,13 @@ pub fn perform(root: &Path, action: &Action) -> Result<(), SnapFsError> {
             let p = resolve(root, path)?;
             fs::create_dir(&p).map_err(io_err("mkdir", &p))?;
             // mkdir applies the umask; the tree's mode is meant exactly.
-            fs::set_permissions(&p, fs::Permissions::from_mode(*mode))
-                .map_err(io_err("chmod", &p))
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(io_err("chmod", &p))
         }
         Action::CopyOwner { path, like } => {
             let p = resolve(root, path)?;
             let l = resolve(root, like)?;
             let m = fs::symlink_metadata(&l).map_err(io_err("stat", &l))?;
-            std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid()))
-                .map_err(io_err("chown", &p))
+            std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid())).map_err(io_err("chown", &p))
         }
         Action::CopyTree { from, to } => {
             let f = resolve(root, from)?;
