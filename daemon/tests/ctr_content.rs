@@ -112,7 +112,10 @@ fn ctr_suite(driver: &str) {
         "{ls}"
     );
 
-    // content active while an ingest is in flight
+    // content active while an ingest is in flight. `ctr content ingest` holds no lease: like
+    // containerd, berthd's next collection removes such an unreferenced blob. Collections
+    // follow deletes (the fetch's lease removal above) by 100 ms: let them pass first.
+    std::thread::sleep(Duration::from_millis(400));
     let mut ingest = d
         .ctr_cmd(&["content", "ingest", "in-flight"])
         .stdin(Stdio::piped())
