@@ -59,6 +59,21 @@
 #define BERTH_MOUNT_DATA_LIMIT 4096
 
 /**
+ * `berth_task_found.state`: the process is created in the runtime, not started.
+ */
+#define BERTH_TASK_FOUND_CREATED 1
+
+/**
+ * `berth_task_found.state`: the process is running.
+ */
+#define BERTH_TASK_FOUND_RUNNING 2
+
+/**
+ * `berth_task_found.state`: the process is frozen.
+ */
+#define BERTH_TASK_FOUND_PAUSED 3
+
+/**
  * The outcome of a call. `BERTH_OK` is 0; every other value is a failure.
  *
  * For an ingest, `berth_ingest_last_error` gives the failure's full text (with the values
@@ -389,6 +404,198 @@ typedef enum berth_snapshot_action_kind {
 } berth_snapshot_action_kind;
 
 /**
+ * What a `berth_task_call` asks of the runtime.
+ */
+typedef enum berth_task_call_kind {
+    /**
+     * No call: the request is answered already.
+     */
+    BERTH_TASK_CALL_NONE = 0,
+    /**
+     * Create the container's init (`runc create`) in `bundle`, with the rootfs given to
+     * `berth_task_create` mounted and the IO opened; report its pid.
+     */
+    BERTH_TASK_CALL_CREATE = 1,
+    /**
+     * Start the init (`runc start`) or the exec `exec_id` (`runc exec`); report its pid.
+     */
+    BERTH_TASK_CALL_START = 2,
+    /**
+     * Send `signal` to the process (`all`: to every process of the container).
+     */
+    BERTH_TASK_CALL_KILL = 3,
+    /**
+     * Freeze the container.
+     */
+    BERTH_TASK_CALL_PAUSE = 4,
+    /**
+     * Thaw the container.
+     */
+    BERTH_TASK_CALL_RESUME = 5,
+    /**
+     * Prepare the exec `exec_id`: open its IO, keep its `spec` for its start.
+     */
+    BERTH_TASK_CALL_EXEC = 6,
+    /**
+     * Close the process's stdin.
+     */
+    BERTH_TASK_CALL_CLOSE_STDIN = 7,
+    /**
+     * Resize the process's terminal to `width` × `height`.
+     */
+    BERTH_TASK_CALL_RESIZE = 8,
+    /**
+     * Delete the container in the runtime (kills a created one); succeed if it is gone.
+     */
+    BERTH_TASK_CALL_DELETE = 9,
+    /**
+     * Release the exec `exec_id`'s IO and spec.
+     */
+    BERTH_TASK_CALL_DELETE_PROCESS = 10,
+    /**
+     * A call these bindings cannot describe (newer core): report it failed.
+     */
+    BERTH_TASK_CALL_UNSUPPORTED = 255,
+} berth_task_call_kind;
+
+/**
+ * The status of a task or process, with containerd's numbers (`containerd.v1.types.Status`).
+ */
+typedef enum berth_task_status {
+    /**
+     * Not known.
+     */
+    BERTH_TASK_UNKNOWN = 0,
+    /**
+     * Created, not started.
+     */
+    BERTH_TASK_CREATED = 1,
+    /**
+     * Running.
+     */
+    BERTH_TASK_RUNNING = 2,
+    /**
+     * Exited.
+     */
+    BERTH_TASK_STOPPED = 3,
+    /**
+     * Frozen (an exec of a paused task is reported paused too).
+     */
+    BERTH_TASK_PAUSED = 4,
+    /**
+     * A pause is in progress.
+     */
+    BERTH_TASK_PAUSING = 5,
+} berth_task_status;
+
+/**
+ * What a `berth_task_recovered` asks of the host.
+ */
+typedef enum berth_task_recovered_kind {
+    /**
+     * The table expects this process alive and it was not found: report its exit
+     * (`berth_task_exited`), or its task as crashed (`berth_task_runtime_crashed`).
+     */
+    BERTH_TASK_RECOVERED_UNACCOUNTED = 1,
+    /**
+     * A live process the table does not know (or knows as exited): kill it and delete its
+     * container in the runtime; report nothing.
+     */
+    BERTH_TASK_RECOVERED_ORPHAN = 2,
+} berth_task_recovered_kind;
+
+/**
+ * Which member of a `berth_task_output` is meaningful.
+ */
+typedef enum berth_task_output_kind {
+    /**
+     * Nothing more until the next input.
+     */
+    BERTH_TASK_OUTPUT_NONE = 0,
+    /**
+     * `event`: publish it.
+     */
+    BERTH_TASK_OUTPUT_EVENT = 1,
+    /**
+     * `done`: a request finished.
+     */
+    BERTH_TASK_OUTPUT_DONE = 2,
+    /**
+     * `wait`: a Wait is answered.
+     */
+    BERTH_TASK_OUTPUT_WAIT_DONE = 3,
+} berth_task_output_kind;
+
+/**
+ * Which event a `berth_task_event` is.
+ */
+typedef enum berth_task_event_kind {
+    /**
+     * `/tasks/create` (`container_id`, `bundle`, IO fields, `pid`).
+     */
+    BERTH_TASK_EVENT_CREATE = 1,
+    /**
+     * `/tasks/start` (`container_id`, `pid`).
+     */
+    BERTH_TASK_EVENT_START = 2,
+    /**
+     * `/tasks/exit` (`container_id`, `id`, `pid`, `exit_status`, `exited_at_ns`).
+     */
+    BERTH_TASK_EVENT_EXIT = 3,
+    /**
+     * `/tasks/delete` (`container_id`, `pid`, `exit_status`, `exited_at_ns`, `id`).
+     */
+    BERTH_TASK_EVENT_DELETE = 4,
+    /**
+     * `/tasks/paused` (`container_id`).
+     */
+    BERTH_TASK_EVENT_PAUSED = 5,
+    /**
+     * `/tasks/resumed` (`container_id`).
+     */
+    BERTH_TASK_EVENT_RESUMED = 6,
+    /**
+     * `/tasks/exec-added` (`container_id`, `id` = the exec id).
+     */
+    BERTH_TASK_EVENT_EXEC_ADDED = 7,
+    /**
+     * `/tasks/exec-started` (`container_id`, `id` = the exec id, `pid`).
+     */
+    BERTH_TASK_EVENT_EXEC_STARTED = 8,
+    /**
+     * `/tasks/oom` (`container_id`).
+     */
+    BERTH_TASK_EVENT_OOM = 9,
+    /**
+     * An event these bindings cannot describe (newer core); `topic` still names it.
+     */
+    BERTH_TASK_EVENT_UNSUPPORTED = 255,
+} berth_task_event_kind;
+
+/**
+ * What a finished request replies.
+ */
+typedef enum berth_task_reply_kind {
+    /**
+     * Nothing to say (KILL, PAUSE, RESUME, EXEC, CLOSE_STDIN, RESIZE), or it failed.
+     */
+    BERTH_TASK_REPLY_EMPTY = 0,
+    /**
+     * CREATE succeeded: `pid` is the init's.
+     */
+    BERTH_TASK_REPLY_CREATED = 1,
+    /**
+     * START succeeded: `pid` is the process's.
+     */
+    BERTH_TASK_REPLY_STARTED = 2,
+    /**
+     * DELETE or DELETE_PROCESS succeeded: `id`, `pid` and the exit fields are the
+     * `DeleteResponse`.
+     */
+    BERTH_TASK_REPLY_DELETED = 3,
+} berth_task_reply_kind;
+
+/**
  * The kind of a successful operation's output, in `berth_op_output.kind`.
  */
 typedef enum berth_op_output_kind {
@@ -459,6 +666,19 @@ typedef struct berth_snapshot_actions berth_snapshot_actions;
  * `berth_snapshot_tree_new`, free it with `berth_snapshot_tree_free`.
  */
 typedef struct berth_snapshot_tree berth_snapshot_tree;
+
+/**
+ * The list `berth_task_restarted` returns. Read it with `berth_task_recovery_len` and
+ * `berth_task_recovery_get`, free it with `berth_task_recovery_free`. Immutable; independent
+ * of the table.
+ */
+typedef struct berth_task_recovery berth_task_recovery;
+
+/**
+ * Every task of every namespace, with containerd's lifecycle rules. Create it with
+ * `berth_task_table_new`, free it with `berth_task_table_free`.
+ */
+typedef struct berth_task_table berth_task_table;
 
 /**
  * A file operation for the host to perform. Only the fields its `kind` names are set; the rest
@@ -829,6 +1049,490 @@ typedef struct berth_mount {
      */
     size_t data_len;
 } berth_mount;
+
+/**
+ * A process's IO as a request names it. A NULL path means none.
+ */
+typedef struct berth_task_stdio {
+    /**
+     * stdin (FIFO path or URI), or NULL.
+     */
+    const char *stdin_path;
+    /**
+     * stdout, or NULL.
+     */
+    const char *stdout_path;
+    /**
+     * stderr, or NULL (none with a terminal).
+     */
+    const char *stderr_path;
+    /**
+     * The process has a terminal.
+     */
+    bool terminal;
+} berth_task_stdio;
+
+/**
+ * A runtime call to make. Only the fields its `kind` names are meaningful; strings are
+ * never NULL (empty when absent) and borrow from the table (see the module rules).
+ */
+typedef struct berth_task_call {
+    /**
+     * The call's id, for `berth_task_runtime_ok` / `_failed`.
+     */
+    uint64_t id;
+    /**
+     * What to do.
+     */
+    enum berth_task_call_kind kind;
+    /**
+     * The task's namespace.
+     */
+    const char *namespace_name;
+    /**
+     * Length of `namespace_name`.
+     */
+    size_t namespace_len;
+    /**
+     * The container (task) id.
+     */
+    const char *container_id;
+    /**
+     * Length of `container_id`.
+     */
+    size_t container_id_len;
+    /**
+     * The exec id, empty for the init and task-wide calls.
+     */
+    const char *exec_id;
+    /**
+     * Length of `exec_id`.
+     */
+    size_t exec_id_len;
+    /**
+     * KILL: the signal number.
+     */
+    uint32_t signal;
+    /**
+     * KILL: signal every process of the container.
+     */
+    bool all;
+    /**
+     * RESIZE: columns.
+     */
+    uint32_t width;
+    /**
+     * RESIZE: rows.
+     */
+    uint32_t height;
+    /**
+     * CREATE: the bundle directory.
+     */
+    const char *bundle;
+    /**
+     * Length of `bundle`.
+     */
+    size_t bundle_len;
+    /**
+     * CREATE, EXEC: stdin.
+     */
+    const char *stdin_path;
+    /**
+     * Length of `stdin_path`.
+     */
+    size_t stdin_len;
+    /**
+     * CREATE, EXEC: stdout.
+     */
+    const char *stdout_path;
+    /**
+     * Length of `stdout_path`.
+     */
+    size_t stdout_len;
+    /**
+     * CREATE, EXEC: stderr.
+     */
+    const char *stderr_path;
+    /**
+     * Length of `stderr_path`.
+     */
+    size_t stderr_len;
+    /**
+     * CREATE, EXEC: the process has a terminal.
+     */
+    bool terminal;
+    /**
+     * EXEC: the process spec (JSON) as given to `berth_task_exec`; NULL if empty.
+     */
+    const uint8_t *spec;
+    /**
+     * Length of `spec`.
+     */
+    size_t spec_len;
+    /**
+     * CREATE: how many rootfs mounts (those given to `berth_task_create`, in order).
+     */
+    size_t rootfs_len;
+} berth_task_call;
+
+/**
+ * The answer of `berth_task_wait`.
+ */
+typedef struct berth_task_wait_answer {
+    /**
+     * The process has not exited: the answer comes later as a `WAIT_DONE` output for
+     * `wait_id`. If false, the process has exited and the exit fields hold the answer.
+     */
+    bool waiting;
+    /**
+     * The registered wait (when `waiting`).
+     */
+    uint64_t wait_id;
+    /**
+     * The exit status (when not `waiting`).
+     */
+    uint32_t exit_status;
+    /**
+     * When it exited, in nanoseconds since the Unix epoch (when not `waiting`).
+     */
+    uint64_t exited_at_ns;
+} berth_task_wait_answer;
+
+/**
+ * The facts `Get` reports about a process. Strings as in `berth_task_call`.
+ */
+typedef struct berth_task_process {
+    /**
+     * The task.
+     */
+    const char *container_id;
+    /**
+     * Length of `container_id`.
+     */
+    size_t container_id_len;
+    /**
+     * The process id: the container id for the init, else the exec id.
+     */
+    const char *id;
+    /**
+     * Length of `id`.
+     */
+    size_t id_len;
+    /**
+     * Its pid (0 for an exec not started).
+     */
+    uint32_t pid;
+    /**
+     * Its status.
+     */
+    enum berth_task_status status;
+    /**
+     * stdin.
+     */
+    const char *stdin_path;
+    /**
+     * Length of `stdin_path`.
+     */
+    size_t stdin_len;
+    /**
+     * stdout.
+     */
+    const char *stdout_path;
+    /**
+     * Length of `stdout_path`.
+     */
+    size_t stdout_len;
+    /**
+     * stderr.
+     */
+    const char *stderr_path;
+    /**
+     * Length of `stderr_path`.
+     */
+    size_t stderr_len;
+    /**
+     * It has a terminal.
+     */
+    bool terminal;
+    /**
+     * It has exited (then `exit_status` and `exited_at_ns` are set; else both 0).
+     */
+    bool exited;
+    /**
+     * Its exit status.
+     */
+    uint32_t exit_status;
+    /**
+     * When it exited, in nanoseconds since the Unix epoch.
+     */
+    uint64_t exited_at_ns;
+} berth_task_process;
+
+/**
+ * Receives one task from `berth_task_list`; the process and its strings are valid during the
+ * call only. Return true to go on, false to stop.
+ */
+typedef bool (*berth_task_process_callback)(void *userdata, const struct berth_task_process *process);
+
+/**
+ * A live process the host found after a restart (input of `berth_task_restarted`).
+ */
+typedef struct berth_task_found {
+    /**
+     * Its namespace.
+     */
+    const char *namespace_name;
+    /**
+     * Its container.
+     */
+    const char *container_id;
+    /**
+     * Its exec id; NULL or empty for the init.
+     */
+    const char *exec_id;
+    /**
+     * Its pid.
+     */
+    uint32_t pid;
+    /**
+     * `BERTH_TASK_FOUND_CREATED`, `_RUNNING` or `_PAUSED` (another value gives
+     * `BERTH_ERR_INVALID`).
+     */
+    uint32_t state;
+} berth_task_found;
+
+/**
+ * One entry of a `berth_task_recovery`. Strings borrow from the list (valid until it is
+ * freed), never NULL.
+ */
+typedef struct berth_task_recovered {
+    /**
+     * What to do.
+     */
+    enum berth_task_recovered_kind kind;
+    /**
+     * The namespace.
+     */
+    const char *namespace_name;
+    /**
+     * Length of `namespace_name`.
+     */
+    size_t namespace_len;
+    /**
+     * The container.
+     */
+    const char *container_id;
+    /**
+     * Length of `container_id`.
+     */
+    size_t container_id_len;
+    /**
+     * The exec id, empty for the init.
+     */
+    const char *exec_id;
+    /**
+     * Length of `exec_id`.
+     */
+    size_t exec_id_len;
+    /**
+     * The pid (recorded for UNACCOUNTED, found for ORPHAN).
+     */
+    uint32_t pid;
+} berth_task_recovered;
+
+/**
+ * An event to publish, with containerd's topic and `containerd.events.Task*` fields. Only
+ * the fields its `kind` names are meaningful; strings as in `berth_task_call`.
+ */
+typedef struct berth_task_event {
+    /**
+     * Which event.
+     */
+    enum berth_task_event_kind kind;
+    /**
+     * Its topic (`/tasks/exit`, …).
+     */
+    const char *topic;
+    /**
+     * Length of `topic`.
+     */
+    size_t topic_len;
+    /**
+     * The namespace of the envelope.
+     */
+    const char *namespace_name;
+    /**
+     * Length of `namespace_name`.
+     */
+    size_t namespace_len;
+    /**
+     * The task.
+     */
+    const char *container_id;
+    /**
+     * Length of `container_id`.
+     */
+    size_t container_id_len;
+    /**
+     * EXIT, DELETE: the payload's `id` (the container id for the init, else the exec id);
+     * EXEC_ADDED, EXEC_STARTED: the exec id.
+     */
+    const char *id;
+    /**
+     * Length of `id`.
+     */
+    size_t id_len;
+    /**
+     * CREATE, START, EXIT, DELETE, EXEC_STARTED: the pid.
+     */
+    uint32_t pid;
+    /**
+     * EXIT, DELETE: the exit status.
+     */
+    uint32_t exit_status;
+    /**
+     * EXIT, DELETE: when the process exited, in nanoseconds since the Unix epoch.
+     */
+    uint64_t exited_at_ns;
+    /**
+     * CREATE: the bundle.
+     */
+    const char *bundle;
+    /**
+     * Length of `bundle`.
+     */
+    size_t bundle_len;
+    /**
+     * CREATE: `io.stdin`.
+     */
+    const char *stdin_path;
+    /**
+     * Length of `stdin_path`.
+     */
+    size_t stdin_len;
+    /**
+     * CREATE: `io.stdout`.
+     */
+    const char *stdout_path;
+    /**
+     * Length of `stdout_path`.
+     */
+    size_t stdout_len;
+    /**
+     * CREATE: `io.stderr`.
+     */
+    const char *stderr_path;
+    /**
+     * Length of `stderr_path`.
+     */
+    size_t stderr_len;
+    /**
+     * CREATE: `io.terminal`.
+     */
+    bool terminal;
+    /**
+     * CREATE: how many rootfs mounts the event carries.
+     */
+    size_t rootfs_len;
+} berth_task_event;
+
+/**
+ * A request whose runtime call was reported: its reply or its error.
+ */
+typedef struct berth_task_done {
+    /**
+     * The runtime call.
+     */
+    uint64_t call_id;
+    /**
+     * `BERTH_OK`, or the code of the error the request fails with.
+     */
+    enum berth_result result;
+    /**
+     * The gRPC code to answer with (0 on success).
+     */
+    uint32_t grpc_code;
+    /**
+     * On failure, the error's text; else empty.
+     */
+    const char *error;
+    /**
+     * Length of `error`.
+     */
+    size_t error_len;
+    /**
+     * What the reply is.
+     */
+    enum berth_task_reply_kind reply;
+    /**
+     * CREATED, STARTED, DELETED: the pid.
+     */
+    uint32_t pid;
+    /**
+     * DELETED: the container id (Delete) or the exec id (DeleteProcess).
+     */
+    const char *id;
+    /**
+     * Length of `id`.
+     */
+    size_t id_len;
+    /**
+     * DELETED: the process had exited (false for an exec that never started).
+     */
+    bool exited;
+    /**
+     * DELETED: its exit status.
+     */
+    uint32_t exit_status;
+    /**
+     * DELETED: when it exited, in nanoseconds since the Unix epoch.
+     */
+    uint64_t exited_at_ns;
+} berth_task_done;
+
+/**
+ * A registered Wait, answered.
+ */
+typedef struct berth_task_wait_done {
+    /**
+     * The wait.
+     */
+    uint64_t wait_id;
+    /**
+     * The process was deleted without ever running (an exec never started): no exit.
+     */
+    bool cancelled;
+    /**
+     * The exit status (unless cancelled).
+     */
+    uint32_t exit_status;
+    /**
+     * When it exited, in nanoseconds since the Unix epoch (unless cancelled).
+     */
+    uint64_t exited_at_ns;
+} berth_task_wait_done;
+
+/**
+ * One output of `berth_task_poll`.
+ */
+typedef struct berth_task_output {
+    /**
+     * Which member is meaningful.
+     */
+    enum berth_task_output_kind kind;
+    /**
+     * EVENT.
+     */
+    struct berth_task_event event;
+    /**
+     * DONE.
+     */
+    struct berth_task_done done;
+    /**
+     * WAIT_DONE.
+     */
+    struct berth_task_wait_done wait;
+} berth_task_output;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1678,6 +2382,455 @@ const char *berth_mounts_chdir(const struct berth_mounts *mounts);
  * after, nor the strings of mounts read from it.
  */
 void berth_mounts_free(struct berth_mounts *mounts);
+
+/**
+ * Creates an empty table. On success `*out` is the new table (free it with
+ * `berth_task_table_free`).
+ *
+ * # Safety
+ *
+ * `out` is NULL or valid for a pointer write.
+ */
+enum berth_result berth_task_table_new(struct berth_task_table **out);
+
+/**
+ * Frees the table. NULL is a no-op. Recovery lists stay valid; lent pointers do not.
+ *
+ * # Safety
+ *
+ * `table` is NULL or was returned by `berth_task_table_new` and not freed yet. It must not be
+ * used after.
+ */
+void berth_task_table_free(struct berth_task_table *table);
+
+/**
+ * Replaces the table's contents with the table persisted as `json` (`len` bytes, not
+ * necessarily NUL-terminated), as `berth_task_table_save` wrote it. Loading checks every
+ * invariant; on failure it returns `BERTH_ERR_INVALID` with the reason in
+ * `berth_task_table_last_error`, and the table is unchanged. Calls in progress, Waits and
+ * queued outputs of the old contents are dropped. Call `berth_task_restarted` next.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `json` is NULL or valid for reads of `len` bytes.
+ */
+enum berth_result berth_task_table_load(struct berth_task_table *table,
+                                        const uint8_t *json,
+                                        size_t len);
+
+/**
+ * Writes the table as JSON (for `berth_task_table_load`) and a NUL into `buf` (`len` bytes),
+ * and the text's length without the NUL into `*written` (`written` may be NULL).
+ * `buf = NULL, len = 0` asks for the size: `BERTH_ERR_BUFFER_TOO_SMALL` with `*written` set;
+ * a buffer too small gets nothing. Persist the bytes without the NUL.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `buf` is NULL or valid for writes of `len` bytes;
+ * `written` is NULL or valid for one write.
+ */
+enum berth_result berth_task_table_save(const struct berth_task_table *table,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *written);
+
+/**
+ * Writes how many times the persisted state has changed into `*out`: persist whenever it
+ * differs from its value at the last persist (0 in a new or loaded table).
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `out` is NULL or valid for a write.
+ */
+enum berth_result berth_task_table_generation(const struct berth_task_table *table, uint64_t *out);
+
+/**
+ * Copies the text of the table's last failure into `buf` (e.g. `task c1 not found`,
+ * `cannot pause task "c1": it is created`). Empty if nothing has failed yet. Buffer rules as
+ * for `berth_task_table_save`.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `buf` is NULL or valid for writes of `len` bytes;
+ * `written` is NULL or valid for one write.
+ */
+enum berth_result berth_task_table_last_error(const struct berth_task_table *table,
+                                              char *buf,
+                                              size_t len,
+                                              size_t *written);
+
+/**
+ * Writes the gRPC code of the table's last failure into `*out` (e.g. 5 NOT_FOUND, 9
+ * FAILED_PRECONDITION, 14 UNAVAILABLE; 0 if nothing has failed yet): the code to answer a
+ * refused request with.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `out` is NULL or valid for a write.
+ */
+enum berth_result berth_task_table_last_error_code(const struct berth_task_table *table,
+                                                   uint32_t *out);
+
+/**
+ * `Tasks.Create` in `namespace_name`. `container_exists` says whether the container is in
+ * the container store (NOT_FOUND otherwise). `stdio` may be NULL (no IO); `rootfs` is
+ * `rootfs_len` mounts (e.g. from `berth_mounts_get`; their `type`, `source`, `target` and
+ * `options` are read). On success `*call` is the CREATE call.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated; `stdio` is NULL or
+ * valid; `rootfs` is NULL or `rootfs_len` valid mounts; `call` is NULL or valid for a write.
+ */
+enum berth_result berth_task_create(struct berth_task_table *table,
+                                    uint64_t now_ns,
+                                    const char *namespace_name,
+                                    const char *container_id,
+                                    bool container_exists,
+                                    const char *bundle,
+                                    const struct berth_task_stdio *stdio,
+                                    const struct berth_mount *rootfs,
+                                    size_t rootfs_len,
+                                    struct berth_task_call *call);
+
+/**
+ * `Tasks.Start` of the init (`exec_id` NULL or empty) or an exec. On success `*call` is the
+ * START call.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated; `call` is NULL or
+ * valid for a write.
+ */
+enum berth_result berth_task_start(struct berth_task_table *table,
+                                   uint64_t now_ns,
+                                   const char *namespace_name,
+                                   const char *container_id,
+                                   const char *exec_id,
+                                   struct berth_task_call *call);
+
+/**
+ * `Tasks.Kill`: `signal` to the init (`exec_id` NULL or empty; `all` signals every process)
+ * or an exec. On success `*call` is the KILL call.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_kill(struct berth_task_table *table,
+                                  uint64_t now_ns,
+                                  const char *namespace_name,
+                                  const char *container_id,
+                                  const char *exec_id,
+                                  uint32_t signal,
+                                  bool all,
+                                  struct berth_task_call *call);
+
+/**
+ * `Tasks.Pause`. On success `*call` is the PAUSE call.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_pause(struct berth_task_table *table,
+                                   uint64_t now_ns,
+                                   const char *namespace_name,
+                                   const char *container_id,
+                                   struct berth_task_call *call);
+
+/**
+ * `Tasks.Resume`. On success `*call` is the RESUME call.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_resume(struct berth_task_table *table,
+                                    uint64_t now_ns,
+                                    const char *namespace_name,
+                                    const char *container_id,
+                                    struct berth_task_call *call);
+
+/**
+ * `Tasks.Exec`: adds the exec `exec_id` (required: INVALID if NULL or empty) with its IO
+ * (`stdio` may be NULL) and process spec (`spec_len` bytes of JSON, copied). On success
+ * `*call` is the EXEC call.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`; `stdio` is NULL or valid; `spec` is NULL or valid for reads of
+ * `spec_len` bytes.
+ */
+enum berth_result berth_task_exec(struct berth_task_table *table,
+                                  uint64_t now_ns,
+                                  const char *namespace_name,
+                                  const char *container_id,
+                                  const char *exec_id,
+                                  const struct berth_task_stdio *stdio,
+                                  const uint8_t *spec,
+                                  size_t spec_len,
+                                  struct berth_task_call *call);
+
+/**
+ * `Tasks.CloseIO`: with `stdin`, `*call` is the CLOSE_STDIN call; without, the request is
+ * answered (`*call` has kind NONE).
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_close_io(struct berth_task_table *table,
+                                      uint64_t now_ns,
+                                      const char *namespace_name,
+                                      const char *container_id,
+                                      const char *exec_id,
+                                      bool stdin,
+                                      struct berth_task_call *call);
+
+/**
+ * `Tasks.ResizePty`: `*call` is the RESIZE call, or has kind NONE for a process without a
+ * terminal or one that has exited.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_resize_pty(struct berth_task_table *table,
+                                        uint64_t now_ns,
+                                        const char *namespace_name,
+                                        const char *container_id,
+                                        const char *exec_id,
+                                        uint32_t width,
+                                        uint32_t height,
+                                        struct berth_task_call *call);
+
+/**
+ * `Tasks.Delete` of a created or stopped task. On success `*call` is the DELETE call.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_delete(struct berth_task_table *table,
+                                    uint64_t now_ns,
+                                    const char *namespace_name,
+                                    const char *container_id,
+                                    struct berth_task_call *call);
+
+/**
+ * `Tasks.DeleteProcess` of a created or stopped exec (`exec_id` required). On success
+ * `*call` is the DELETE_PROCESS call.
+ *
+ * # Safety
+ *
+ * As for `berth_task_start`.
+ */
+enum berth_result berth_task_delete_process(struct berth_task_table *table,
+                                            uint64_t now_ns,
+                                            const char *namespace_name,
+                                            const char *container_id,
+                                            const char *exec_id,
+                                            struct berth_task_call *call);
+
+/**
+ * `Tasks.Wait` on the init (`exec_id` NULL or empty) or an exec, in any state until it is
+ * deleted: answered at once if it has exited, else registered (`out->waiting`) and answered
+ * later by a `WAIT_DONE` output.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated; `out` is NULL or
+ * valid for a write.
+ */
+enum berth_result berth_task_wait(struct berth_task_table *table,
+                                  uint64_t now_ns,
+                                  const char *namespace_name,
+                                  const char *container_id,
+                                  const char *exec_id,
+                                  struct berth_task_wait_answer *out);
+
+/**
+ * Drops a registered Wait whose client went away; it will not be answered.
+ * `BERTH_ERR_NOT_FOUND` if it is not registered.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table.
+ */
+enum berth_result berth_task_forget_wait(struct berth_task_table *table, uint64_t wait_id);
+
+/**
+ * `Tasks.Get` of the init (`exec_id` NULL or empty) or an exec.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated; `out` is NULL or
+ * valid for a write.
+ */
+enum berth_result berth_task_get(struct berth_task_table *table,
+                                 const char *namespace_name,
+                                 const char *container_id,
+                                 const char *exec_id,
+                                 struct berth_task_process *out);
+
+/**
+ * `Tasks.List`: calls `callback` with the init of every task of the namespace, by container
+ * id, until it returns false.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `namespace_name` is NULL or NUL-terminated; `callback`
+ * is safe to call with `userdata`. The callback must not call into this table.
+ */
+enum berth_result berth_task_list(struct berth_task_table *table,
+                                  const char *namespace_name,
+                                  berth_task_process_callback callback,
+                                  void *userdata);
+
+/**
+ * Reads a runtime call in progress again (e.g. to retry it): NOT_FOUND if it is not pending.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `call` is NULL or valid for a write.
+ */
+enum berth_result berth_task_pending_call(struct berth_task_table *table,
+                                          uint64_t call_id,
+                                          struct berth_task_call *call);
+
+/**
+ * The runtime call `call_id` succeeded; `pid` is the process's pid for CREATE and START
+ * (ignored otherwise: pass 0). Drain `berth_task_poll` next.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table.
+ */
+enum berth_result berth_task_runtime_ok(struct berth_task_table *table,
+                                        uint64_t now_ns,
+                                        uint64_t call_id,
+                                        uint32_t pid);
+
+/**
+ * The runtime call `call_id` failed: nothing it asked for is applied, and the request fails
+ * with `grpc_code` (13 INTERNAL, 14 UNAVAILABLE, or 3, 5, 6, 9; another value gives
+ * `BERTH_ERR_INVALID`) and `message` (NULL for none). Drain `berth_task_poll` next.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `message` is NULL or NUL-terminated.
+ */
+enum berth_result berth_task_runtime_failed(struct berth_task_table *table,
+                                            uint64_t now_ns,
+                                            uint64_t call_id,
+                                            uint32_t grpc_code,
+                                            const char *message);
+
+/**
+ * A process exited with `status` at `exited_at_ns`. NOT_FOUND (nothing changes) for an
+ * unknown task or process, or one already exited — e.g. an exec's late exit after its task
+ * was deleted; ignore those. Drain `berth_task_poll` next.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_task_exited(struct berth_task_table *table,
+                                    uint64_t now_ns,
+                                    const char *namespace_name,
+                                    const char *container_id,
+                                    const char *exec_id,
+                                    uint32_t pid,
+                                    uint32_t status,
+                                    uint64_t exited_at_ns);
+
+/**
+ * The kernel OOM-killed a process of the task: queues `/tasks/oom`.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_task_oom(struct berth_task_table *table,
+                                 const char *namespace_name,
+                                 const char *container_id);
+
+/**
+ * The task's runtime (or supervisor) died: its pending calls fail (UNAVAILABLE), every
+ * running process is reported exited with status 255 at `now_ns`.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; strings are NULL or NUL-terminated.
+ */
+enum berth_result berth_task_runtime_crashed(struct berth_task_table *table,
+                                             uint64_t now_ns,
+                                             const char *namespace_name,
+                                             const char *container_id);
+
+/**
+ * The daemon restarted (after `berth_task_table_load`): `found` is the `found_len` processes
+ * the host found alive. What changed while it was down is adopted (with events: drain
+ * `berth_task_poll`); `*out` lists the processes to account for and the orphans to remove
+ * (free it with `berth_task_recovery_free`).
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `found` is NULL or `found_len` valid entries whose strings
+ * are NULL or NUL-terminated; `out` is NULL or valid for a pointer write.
+ */
+enum berth_result berth_task_restarted(struct berth_task_table *table,
+                                       uint64_t now_ns,
+                                       const struct berth_task_found *found,
+                                       size_t found_len,
+                                       struct berth_task_recovery **out);
+
+/**
+ * How many entries a recovery list has; 0 for NULL.
+ *
+ * # Safety
+ *
+ * `list` is NULL or a live list.
+ */
+size_t berth_task_recovery_len(const struct berth_task_recovery *list);
+
+/**
+ * Copies entry `index` of a recovery list into `*out`: unaccounted processes first, then
+ * orphans. `BERTH_ERR_INVALID` past the end.
+ *
+ * # Safety
+ *
+ * `list` is NULL or a live list; `out` is NULL or valid for a write.
+ */
+enum berth_result berth_task_recovery_get(const struct berth_task_recovery *list,
+                                          size_t index,
+                                          struct berth_task_recovered *out);
+
+/**
+ * Frees a recovery list. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `list` is NULL or was returned by `berth_task_restarted` and not freed yet.
+ */
+void berth_task_recovery_free(struct berth_task_recovery *list);
+
+/**
+ * The next output: an event to publish, a finished request, an answered Wait; or
+ * `BERTH_TASK_OUTPUT_NONE`. Drain it after every input.
+ *
+ * # Safety
+ *
+ * `table` is NULL or a live table; `out` is NULL or valid for a write.
+ */
+enum berth_result berth_task_poll(struct berth_task_table *table, struct berth_task_output *out);
+
+/**
+ * containerd's lower-case name of a status value (`"created"`, `"running"`, …;
+ * `"unknown"` for any other value), as a static NUL-terminated string. Never NULL.
+ */
+const char *berth_task_status_name(uint32_t status);
 
 #ifdef __cplusplus
 }  // extern "C"

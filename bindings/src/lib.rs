@@ -71,6 +71,7 @@ mod image;
 mod ingest;
 mod result;
 mod snapshot;
+mod task;
 
 pub use digest::{
     berth_algorithm, berth_digest, berth_digest_algorithm, berth_digest_equal, berth_digest_free,

@@ -139,6 +139,7 @@ pub mod metadata;
 pub mod op;
 pub mod registry;
 pub mod snapshot;
+pub mod task;
 pub mod spec;
 mod time;
 
