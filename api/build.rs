@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "containerd/types/task/task.proto",
         "containerd/types/metrics.proto",
         "containerd/runc/options/oci.proto",
+        "containerd/cgroups/stats/v1/metrics.proto",
         "containerd/services/tasks/v1/tasks.proto",
         "berth/services/transfer/v1/transfer.proto",
         "containerd/events/events.proto",

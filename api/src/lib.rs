@@ -17,6 +17,15 @@ mod generated {
             tonic::include_proto!("google.rpc");
         }
     }
+    pub mod io {
+        pub mod containerd {
+            pub mod cgroups {
+                pub mod v1 {
+                    tonic::include_proto!("io.containerd.cgroups.v1");
+                }
+            }
+        }
+    }
     pub mod berth {
         pub mod services {
             pub mod transfer {
@@ -104,6 +113,8 @@ mod generated {
 }
 
 pub use generated::berth::services as berth_services;
+/// `io.containerd.cgroups.v1`: the cgroup v1 metrics a task reports.
+pub use generated::io::containerd::cgroups::v1 as cgroups_v1;
 /// `containerd.v1.types`: the task process and its status.
 pub use generated::containerd::v1::types as task_types;
 pub use generated::containerd::{events, runc, services, types};
