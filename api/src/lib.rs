@@ -113,12 +113,12 @@ mod generated {
 }
 
 pub use generated::berth::services as berth_services;
-/// `io.containerd.cgroups.v1`: the cgroup v1 metrics a task reports.
-pub use generated::io::containerd::cgroups::v1 as cgroups_v1;
 /// `containerd.v1.types`: the task process and its status.
 pub use generated::containerd::v1::types as task_types;
 pub use generated::containerd::{events, runc, services, types};
 pub use generated::google::rpc;
+/// `io.containerd.cgroups.v1`: the cgroup v1 metrics a task reports.
+pub use generated::io::containerd::cgroups::v1 as cgroups_v1;
 
 /// The gRPC header that names the namespace of a call.
 pub const NAMESPACE_HEADER: &str = "containerd-namespace";

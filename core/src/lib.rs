@@ -139,8 +139,8 @@ pub mod metadata;
 pub mod op;
 pub mod registry;
 pub mod snapshot;
-pub mod task;
 pub mod spec;
+pub mod task;
 mod time;
 
 pub use digest::{Algorithm, Digest, DigestError};

@@ -16,6 +16,8 @@ mod push;
 mod snapshots;
 mod state;
 mod svc;
+mod task_events;
+mod tasks;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -81,6 +83,16 @@ fn bind(address: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
+/// The `berth-shim` binary: `$BERTH_SHIM`, else next to berthd.
+fn shim_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_SHIM") {
+        return p.into();
+    }
+    std::env::current_exe()
+        .map(|e| e.with_file_name("berth-shim"))
+        .unwrap_or_else(|_| "berth-shim".into())
+}
+
 fn run(cfg: Config) -> Result<(), String> {
     let layout = Layout::new(&cfg.root);
     for dir in [&cfg.root, &cfg.state] {
@@ -110,7 +122,9 @@ fn run(cfg: Config) -> Result<(), String> {
         ingest_locks: Default::default(),
         snapshotters: snapshots::Snapshotters::open(&cfg.root, &store_for_snapshots)?,
         gc: Default::default(),
+        tasks: Arc::new(tasks::Tasks::open(&cfg.state, shim_binary())?),
     });
+    daemon.tasks.recover(&daemon);
     match svc::leases::drop_stale_transfers(&daemon.store) {
         Ok(0) => {}
         Ok(n) => log::info!("dropped the leases of {n} transfers a previous berthd left"),

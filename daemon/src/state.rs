@@ -35,6 +35,8 @@ pub struct Daemon {
     pub snapshotters: Snapshotters,
     /// The garbage collector.
     pub gc: Gc,
+    /// Tasks (containers running through runc).
+    pub tasks: Arc<crate::tasks::Tasks>,
 }
 
 impl Daemon {

@@ -24,6 +24,7 @@ pub mod host;
 pub mod layout;
 pub mod registry;
 pub mod run;
+pub mod runtime;
 pub mod snapfs;
 pub mod store;
 

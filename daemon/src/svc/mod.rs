@@ -10,6 +10,7 @@ pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod snapshots;
+pub mod tasks;
 pub mod transfer;
 pub mod version;
 
@@ -62,6 +63,9 @@ pub fn router(d: Arc<Daemon>) -> Router {
                 d.clone()
             ))
         ))
+        .service(limits!(api::tasks::v1::tasks_server::TasksServer::new(
+            tasks::Service(d.clone())
+        )))
         .service(limits!(api::diff::v1::diff_server::DiffServer::new(
             diff::Service(d.clone())
         )))

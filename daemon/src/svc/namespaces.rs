@@ -137,6 +137,11 @@ impl Namespaces for Service {
 
     async fn delete(&self, req: Request<DeleteNamespaceRequest>) -> Result<Response<()>, Status> {
         let name = req.into_inner().name;
+        if !self.0.tasks.namespace_empty(&name) {
+            return Err(Status::failed_precondition(format!(
+                "namespace {name:?} must be empty, but it still has tasks"
+            )));
+        }
         if !self.0.snapshotters.namespace_empty(&name).await {
             return Err(Status::failed_precondition(format!(
                 "namespace {name:?} must be empty, but it still has snapshots"

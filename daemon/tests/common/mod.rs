@@ -386,7 +386,9 @@ pub fn push_busybox(reg: &Registry, repo: &str, tag: &str, extra_bytes: usize) -
         .unwrap();
     let busybox = String::from_utf8(busybox.stdout).unwrap();
     std::fs::copy(busybox.trim(), tree.path().join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", tree.path().join("bin/sh")).unwrap();
+    for applet in ["sh", "true", "sleep", "echo", "cat", "pwd", "ls"] {
+        std::os::unix::fs::symlink("busybox", tree.path().join("bin").join(applet)).unwrap();
+    }
     std::fs::write(
         tree.path().join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\n",

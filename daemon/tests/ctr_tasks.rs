@@ -1,0 +1,276 @@
+//! containerd's `ctr` 1.6 running containers on berthd through runc: `run --rm` (exit codes
+//! propagate), `run -d`, `tasks ls|ps|exec|pause|resume|metrics|kill|rm`, the task events, and
+//! supervision that survives `kill -9` of berthd.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{push_busybox, Berthd, Registry};
+
+fn shim_built() {
+    // berthd finds berth-shim next to itself
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-shim");
+    if !bin.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-p", "berth-shim", "--manifest-path"])
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+fn walk_for(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if p.is_dir() {
+            if let Some(f) = walk_for(&p, name) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctr_run_and_tasks() {
+    common::require("runc", "runc");
+    shim_built();
+    let reg = Registry::start();
+    let image = push_busybox(&reg, "t/busybox", "latest", 0);
+    let d = Berthd::start("smol");
+    let img = image.reference.as_str();
+    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+    let mut events = d
+        .ctr_cmd(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // run --rm: output reaches the client, exit codes propagate
+    let out = d.ctr_ok(&[
+        "run",
+        "--rm",
+        img,
+        "r1",
+        "/bin/sh",
+        "-c",
+        "echo hello from berth",
+    ]);
+    assert_eq!(out.trim(), "hello from berth");
+    let o = d.ctr(&["run", "--rm", img, "r2", "/bin/sh", "-c", "exit 3"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    d.ctr_ok(&["run", "--rm", img, "r3", "/bin/true"]);
+    let out = d.ctr_ok(&[
+        "run",
+        "--rm",
+        "--env",
+        "GREETING=hi",
+        "--cwd",
+        "/etc",
+        img,
+        "r4",
+        "/bin/sh",
+        "-c",
+        "echo $GREETING $(pwd)",
+    ]);
+    assert_eq!(out.trim(), "hi /etc");
+    assert_eq!(
+        d.ctr_ok(&["containers", "ls", "-q"]).trim(),
+        "",
+        "--rm removed them"
+    );
+
+    // run -d, then the tasks commands
+    d.ctr_ok(&["run", "-d", img, "s1", "/bin/sh", "-c", "sleep 600"]);
+    let ls = d.ctr_ok(&["tasks", "ls"]);
+    assert!(ls.contains("s1") && ls.contains("RUNNING"), "{ls}");
+    let ps = d.ctr_ok(&["tasks", "ps", "s1"]);
+    assert!(ps.lines().count() >= 2, "{ps}");
+    let o = d.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "s1",
+        "/bin/sh",
+        "-c",
+        "echo in the container; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "the exec's exit code propagates");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("in the container"));
+    d.ctr_ok(&["tasks", "pause", "s1"]);
+    assert!(d.ctr_ok(&["tasks", "ls"]).contains("PAUSED"));
+    d.ctr_ok(&["tasks", "resume", "s1"]);
+    assert!(d.ctr_ok(&["tasks", "ls"]).contains("RUNNING"));
+    let m = d.ctr(&["tasks", "metrics", "s1"]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let e = d.ctr_err(&["tasks", "rm", "s1"]);
+    assert!(e.contains("running") || e.contains("precondition"), "{e}");
+    d.ctr_ok(&["tasks", "kill", "-a", "-s", "SIGKILL", "s1"]);
+    wait_for("s1 to stop", || {
+        d.ctr_ok(&["tasks", "ls"]).contains("STOPPED")
+    });
+    d.ctr_ok(&["tasks", "rm", "s1"]);
+    d.ctr_ok(&["containers", "rm", "s1"]);
+
+    let _ = events.kill();
+    let out = events.wait_with_output().unwrap();
+    let ev = String::from_utf8_lossy(&out.stdout);
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+    ] {
+        assert!(ev.contains(topic), "event {topic} missing:\n{ev}");
+    }
+}
+
+#[test]
+fn tasks_survive_kill_9_of_berthd() {
+    common::require("runc", "runc");
+    shim_built();
+    let reg = Registry::start();
+    let image = push_busybox(&reg, "t/busybox", "latest", 0);
+    let mut d = Berthd::start("smol");
+    let img = image.reference.as_str();
+    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+
+    // five containers; c0 prints a line every 100 ms to its stdout FIFO; c4 exits while
+    // berthd is down. ctr (the FIFOs' creator) ends when berthd dies; a second reader on c0's
+    // stdout FIFO, opened here, stands for the client that keeps reading.
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let mut follower = d
+        .ctr_cmd(&[
+            "run",
+            "--fifo-dir",
+            fifo_dir.path().to_str().unwrap(),
+            img,
+            "c0",
+            "/bin/sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut fifo = None;
+    wait_for("c0's stdout FIFO", || {
+        fifo = walk_for(fifo_dir.path(), "c0-stdout");
+        fifo.is_some()
+    });
+    let reader = std::fs::File::open(fifo.unwrap()).unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, String)>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(reader).lines() {
+            let Ok(l) = l else { break };
+            sink.lock().unwrap().push((Instant::now(), l));
+        }
+    });
+    for i in 1..4 {
+        d.ctr_ok(&[
+            "run",
+            "-d",
+            img,
+            &format!("c{i}"),
+            "/bin/sh",
+            "-c",
+            "sleep 600",
+        ]);
+    }
+    d.ctr_ok(&["run", "-d", img, "c4", "/bin/sh", "-c", "sleep 1; exit 7"]);
+    wait_for("five running tasks", || {
+        d.ctr_ok(&["tasks", "ls"]).matches("RUNNING").count() == 5
+    });
+
+    d.kill9();
+    std::thread::sleep(Duration::from_millis(1500)); // c4 exits meanwhile
+    d.restart();
+
+    let ls = d.ctr_ok(&["tasks", "ls"]);
+    for i in 0..4 {
+        assert!(
+            ls.lines()
+                .any(|l| l.starts_with(&format!("c{i} ")) && l.contains("RUNNING")),
+            "c{i} still runs after the restart:\n{ls}\n{}",
+            d.log()
+        );
+    }
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("c4 ") && l.contains("STOPPED")),
+        "{ls}"
+    );
+    let e = d.ctr(&["tasks", "delete", "c4"]);
+    let msg = String::from_utf8_lossy(&e.stdout).to_string() + &String::from_utf8_lossy(&e.stderr);
+    assert!(
+        msg.contains('7'),
+        "c4's exit status 7, recorded while berthd was down: {msg}"
+    );
+
+    // c0's output still reaches its reader after the restart
+    let restarted = Instant::now();
+    std::thread::sleep(Duration::from_millis(800));
+    let after = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| *t > restarted)
+        .count();
+    assert!(
+        after >= 3,
+        "c0's output kept flowing after the restart ({after} lines)"
+    );
+    d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "c0"]);
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    for i in 1..4 {
+        d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &format!("c{i}")]);
+    }
+    for i in 0..4 {
+        let id = format!("c{i}");
+        wait_for("the kill", || {
+            !d.ctr_ok(&["tasks", "ls"])
+                .lines()
+                .any(|l| l.starts_with(&format!("{id} ")) && l.contains("RUNNING"))
+        });
+        let _ = d.ctr(&["tasks", "rm", &id]);
+    }
+    for i in 0..5 {
+        let _ = d.ctr(&["containers", "rm", &format!("c{i}")]);
+    }
+}

@@ -1,0 +1,272 @@
+//! Reading a container's cgroup: resource usage for `metrics`, the freezer for `state`.
+//!
+//! The cgroup comes from the spec's `linux.cgroupsPath` when it is an absolute (cgroupfs)
+//! path, else from `/proc/<init>/cgroup` (a relative or systemd-style path is resolved by the
+//! runtime, and the init's membership is the answer). Controllers are found through
+//! `/proc/self/mountinfo`, so cgroup v1 hierarchies mounted anywhere are read; on a host with
+//! only the unified hierarchy the v2 files are read instead.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// CPU time used by the container's processes, in nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuUsage {
+    /// Total (`cpuacct.usage`).
+    pub total: u64,
+    /// In user mode (`cpuacct.stat` user).
+    pub user: u64,
+    /// In kernel mode (`cpuacct.stat` system).
+    pub kernel: u64,
+    /// Per CPU (`cpuacct.usage_percpu`; empty on cgroup v2).
+    pub per_cpu: Vec<u64>,
+}
+
+/// Memory used by the container, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryUsage {
+    /// Now (`memory.usage_in_bytes`).
+    pub usage: u64,
+    /// The limit (`memory.limit_in_bytes`; a huge number when unlimited, as the kernel says).
+    pub limit: u64,
+    /// The most ever used (`memory.max_usage_in_bytes`; `memory.peak` on v2, 0 if absent).
+    pub max_usage: u64,
+    /// How often the limit was hit (`memory.failcnt`; `max` events on v2).
+    pub failcnt: u64,
+}
+
+/// Processes in the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidsUsage {
+    /// Now (`pids.current`).
+    pub current: u64,
+    /// The limit (`pids.max`; 0 when unlimited, as containerd reports it).
+    pub limit: u64,
+}
+
+/// A container's resource usage, as containerd's cgroup v1 `Metrics` carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Which hierarchy it was read from: 1 or 2.
+    pub cgroup_version: u8,
+    /// CPU.
+    pub cpu: CpuUsage,
+    /// Memory.
+    pub memory: MemoryUsage,
+    /// Processes.
+    pub pids: PidsUsage,
+}
+
+/// A mounted cgroup hierarchy.
+struct Hierarchy {
+    /// v1 controllers (empty for v2).
+    controllers: Vec<String>,
+    /// The cgroup path that is mounted (`root` in mountinfo).
+    root: String,
+    mount_point: PathBuf,
+    v2: bool,
+}
+
+fn hierarchies() -> Vec<Hierarchy> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let v2 = match post[0] {
+            "cgroup" => false,
+            "cgroup2" => true,
+            _ => continue,
+        };
+        let controllers = if v2 {
+            Vec::new()
+        } else {
+            post[2]
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                .map(str::to_string)
+                .collect()
+        };
+        out.push(Hierarchy {
+            controllers,
+            root: pre[3].to_string(),
+            mount_point: PathBuf::from(unescape(pre[4])),
+            v2,
+        });
+    }
+    out
+}
+
+/// mountinfo escapes spaces, tabs, newlines and backslashes as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Where a container's cgroup is: an absolute cgroup path, or the init's memberships.
+pub(crate) enum Membership {
+    /// The same path in every hierarchy (cgroupfs `cgroupsPath`).
+    Path(String),
+    /// `/proc/<pid>/cgroup` lines: (hierarchy id, controllers, path).
+    Proc(Vec<(String, String, String)>),
+}
+
+/// The container's cgroup: the spec's absolute `cgroupsPath`, else the init's `/proc/PID/cgroup`.
+pub(crate) fn membership(cgroups_path: Option<&str>, pid: u32) -> Option<Membership> {
+    if let Some(p) = cgroups_path.filter(|p| p.starts_with('/')) {
+        return Some(Membership::Path(p.to_string()));
+    }
+    if pid == 0 {
+        return None;
+    }
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let lines = text
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            Some((
+                it.next()?.to_string(),
+                it.next()?.to_string(),
+                it.next()?.to_string(),
+            ))
+        })
+        .collect();
+    Some(Membership::Proc(lines))
+}
+
+/// The directory of `controller`'s cgroup (`None` for v2's unified directory).
+fn dir(hs: &[Hierarchy], m: &Membership, controller: Option<&str>) -> Option<PathBuf> {
+    let h = hs.iter().find(|h| match controller {
+        Some(c) => !h.v2 && h.controllers.iter().any(|x| x == c),
+        None => h.v2,
+    })?;
+    let path = match m {
+        Membership::Path(p) => p.clone(),
+        Membership::Proc(lines) => lines
+            .iter()
+            .find(|(_, ctrls, _)| match controller {
+                Some(c) => ctrls.split(',').any(|x| x == c),
+                None => ctrls.is_empty(),
+            })?
+            .2
+            .clone(),
+    };
+    let rel = path
+        .strip_prefix(h.root.trim_end_matches('/'))
+        .unwrap_or(&path);
+    Some(h.mount_point.join(rel.trim_start_matches('/')))
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    let s = fs::read_to_string(p).ok()?;
+    let s = s.trim();
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+fn keyed(p: &Path) -> Vec<(String, u64)> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn get(kv: &[(String, u64)], key: &str) -> u64 {
+    kv.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v)
+}
+
+/// `USER_HZ`: the unit of `cpuacct.stat` (100 on every Linux ABI berth runs on).
+const USER_HZ: u64 = 100;
+
+/// Reads the container's usage; `None` if its cgroup cannot be found.
+pub(crate) fn metrics(m: &Membership) -> Option<Metrics> {
+    let hs = hierarchies();
+    if let Some(cpu) = dir(&hs, m, Some("cpuacct")) {
+        let mem = dir(&hs, m, Some("memory"));
+        let pids = dir(&hs, m, Some("pids"));
+        let stat = keyed(&cpu.join("cpuacct.stat"));
+        let per_cpu = fs::read_to_string(cpu.join("cpuacct.usage_percpu"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let memory = mem.map_or_else(MemoryUsage::default, |d| MemoryUsage {
+            usage: read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0),
+            limit: read_u64(&d.join("memory.limit_in_bytes")).unwrap_or(0),
+            max_usage: read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0),
+            failcnt: read_u64(&d.join("memory.failcnt")).unwrap_or(0),
+        });
+        return Some(Metrics {
+            cgroup_version: 1,
+            cpu: CpuUsage {
+                total: read_u64(&cpu.join("cpuacct.usage"))?,
+                user: get(&stat, "user") * (1_000_000_000 / USER_HZ),
+                kernel: get(&stat, "system") * (1_000_000_000 / USER_HZ),
+                per_cpu,
+            },
+            memory,
+            pids: pids_usage(pids.as_deref()),
+        });
+    }
+    let d = dir(&hs, m, None)?;
+    let stat = keyed(&d.join("cpu.stat"));
+    let events = keyed(&d.join("memory.events"));
+    Some(Metrics {
+        cgroup_version: 2,
+        cpu: CpuUsage {
+            total: get(&stat, "usage_usec") * 1000,
+            user: get(&stat, "user_usec") * 1000,
+            kernel: get(&stat, "system_usec") * 1000,
+            per_cpu: Vec::new(),
+        },
+        memory: MemoryUsage {
+            usage: read_u64(&d.join("memory.current")).unwrap_or(0),
+            limit: read_u64(&d.join("memory.max")).unwrap_or(0),
+            max_usage: read_u64(&d.join("memory.peak")).unwrap_or(0),
+            failcnt: get(&events, "max"),
+        },
+        pids: pids_usage(Some(&d)),
+    })
+}
+
+fn pids_usage(d: Option<&Path>) -> PidsUsage {
+    let Some(d) = d else {
+        return PidsUsage::default();
+    };
+    PidsUsage {
+        current: read_u64(&d.join("pids.current")).unwrap_or(0),
+        limit: match read_u64(&d.join("pids.max")) {
+            Some(u64::MAX) | None => 0,
+            Some(n) => n,
+        },
+    }
+}
+
+/// Whether the container's freezer says it is frozen (or freezing).
+pub(crate) fn frozen(m: &Membership) -> bool {
+    let hs = hierarchies();
+    if let Some(d) = dir(&hs, m, Some("freezer")) {
+        return fs::read_to_string(d.join("freezer.state"))
+            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"));
+    }
+    dir(&hs, m, None)
+        .is_some_and(|d| fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"))
+}
