@@ -2,13 +2,12 @@
 # demo.sh - the main job, end to end on this machine: build berth, start berthd, start a local
 # docker-registry holding a busybox image built here, pull it with `berth image pull` (berthd
 # downloads and unpacks it into an overlayfs snapshot), mount it and run its busybox from the
-# mounted tree, then pull it again with containerd's own `ctr` and inspect it. Everything started
-# here is stopped at the end. (Running containers through runc arrives with the tasks service;
-# see docs/STATUS.md.)
+# mounted tree, then pull it again with containerd's own `ctr`, run it as a container (runc,
+# supervised by berth-shim) and inspect it. Everything started here is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
-cargo build --release -p berthd -p berth
+cargo build --release -p berthd -p berth -p berth-shim
 BIN=$PWD/target/release
 WORK=$(mktemp -d /tmp/berth-demo.XXXXXX)
 PIDS=()
@@ -58,6 +57,8 @@ echo "== ctr (containerd 1.6's client) against berthd"
 ctr -a "$SOCK" version 2>/dev/null
 ctr -a "$SOCK" images pull --plain-http "$REG/demo/busybox:latest"
 ctr -a "$SOCK" images check
+echo "== a container, run through runc and berth-shim"
+ctr -a "$SOCK" run --rm "$REG/demo/busybox:latest" demo1 /bin/busybox echo "hello from a container run by berthd"
 echo "== berth content ls"
 B content ls
 LAYER=$(sha "$WORK/layer.tar.gz")
