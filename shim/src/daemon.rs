@@ -58,8 +58,8 @@ pub(crate) fn serve(bundle: &Path) -> i32 {
     match shim.create_init() {
         Ok(pid) => handshake(&Reply::Started { pid }),
         Err(e) => {
-            handshake(&Reply::error(ErrorCode::Internal, e));
             shim.cleanup();
+            handshake(&Reply::error(ErrorCode::Internal, e));
             return 1;
         }
     }
@@ -299,6 +299,18 @@ impl Shim {
                 eprintln!("berth-shim: poll: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
+        }
+        if !self.shutdown {
+            self.last_call();
+        }
+    }
+
+    /// Before exiting, answers the requests already queued (clients that connected while the
+    /// last exit was being handled); anyone later finds the socket gone and reads the records.
+    fn last_call(&mut self) {
+        self.accept();
+        for i in 0..self.conns.len() {
+            self.read_conn(i);
         }
     }
 

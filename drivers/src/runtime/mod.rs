@@ -56,11 +56,11 @@ use std::time::Duration;
 
 use berth_core::snapshot::Mount;
 use berth_shim::protocol::{
-    exit_key, valid_id, ErrorCode, ProcessStatus, Reply, Request, TaskConfig, EXECS_DIR, EXIT_DIR,
-    INIT_PID_FILE, ROOTFS_DIR, SHIM_LOG_FILE, SPEC_FILE, TASK_FILE,
+    exit_key, valid_id, ProcessStatus, Reply, Request, TaskConfig, EXECS_DIR, EXIT_DIR,
+    INIT_PID_FILE, ROOTFS_DIR, SHIM_LOG_FILE, SHIM_PID_FILE, SPEC_FILE, TASK_FILE,
 };
 
-pub use berth_shim::protocol::{ExitRecord, Stdio};
+pub use berth_shim::protocol::{ErrorCode, ExitRecord, Stdio};
 pub use cgroup::{CpuUsage, MemoryUsage, Metrics, PidsUsage};
 
 use client::{call, CallError};
