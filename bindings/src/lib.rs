@@ -1,11 +1,12 @@
 //! # berth-ffi: a C ABI over berth's pure core
 //!
-//! This crate exposes four things of `berth-core` to C: content digests ([`berth_digest`]),
+//! This crate exposes five things of `berth-core` to C: content digests ([`berth_digest`]),
 //! image references and platforms ([`berth_reference`], [`berth_platform`]), the resumable,
-//! digest-verified blob write ([`berth_ingest`]) and the overlayfs/native snapshot tree
+//! digest-verified blob write ([`berth_ingest`]), the overlayfs/native snapshot tree
 //! (`berth_snapshot_tree`: containerd's snapshot rules, mounts and directory actions, for a host
-//! that carries them out itself), as a `cdylib`, a `staticlib` and the generated header
-//! `include/berth.h`.
+//! that carries them out itself) and the task lifecycle table (`berth_task_table`: what each
+//! Tasks request means and which runtime call it needs), as a `cdylib`, a `staticlib` and the
+//! generated header `include/berth.h`.
 //!
 //! ## Conventions
 //!
