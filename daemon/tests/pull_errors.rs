@@ -5,32 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use common::{sha256_hex, Berthd, Registry};
-
-fn berth_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "berth", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
-}
-
-fn berth(d: &Berthd, args: &[&str]) -> Output {
-    Command::new(berth_bin())
-        .arg("--address")
-        .arg(&d.sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
@@ -118,7 +96,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         cut,
         &format!("sha256:{}", sha256_hex(&good)),
     );
-    let o = berth(&d, &["image", "pull", "-q", &r]);
+    let o = d.berth(&["image", "pull", "-q", &r]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("unpacking") && e.contains("truncated"), "{e}");
@@ -137,7 +115,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         &good_gz,
         &format!("sha256:{}", sha256_hex(b"other")),
     );
-    let o = berth(&d, &["image", "pull", "-q", &r]);
+    let o = d.berth(&["image", "pull", "-q", &r]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("diff ID"), "{e}");
@@ -158,7 +136,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         &gzip(&evil),
         &format!("sha256:{}", sha256_hex(&evil)),
     );
-    let o = berth(&d, &["image", "pull", "-q", &r]);
+    let o = d.berth(&["image", "pull", "-q", &r]);
     assert_eq!(o.status.code(), Some(1));
     assert!(!Path::new("/tmp/berth-escape").exists());
     assert_nothing_committed(&d, &r);
@@ -179,7 +157,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         &gzip(&sneaky),
         &format!("sha256:{}", sha256_hex(&sneaky)),
     );
-    let o = berth(&d, &["image", "pull", "-q", &r]);
+    let o = d.berth(&["image", "pull", "-q", &r]);
     // a hard link to a path the layer never created has no target inside the snapshot
     assert_eq!(
         o.status.code(),
@@ -207,7 +185,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
         &gzip(&inside),
         &format!("sha256:{}", sha256_hex(&inside)),
     );
-    let o = berth(&d, &["image", "pull", "-q", &r]);
+    let o = d.berth(&["image", "pull", "-q", &r]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         std::fs::read_dir(&outside).unwrap().next().is_none(),
@@ -216,7 +194,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
     assert!(!Path::new("/etc/berth-planted").exists());
     let mnt = tempfile::tempdir().unwrap();
     let m = mnt.path().to_str().unwrap();
-    let o = berth(&d, &["image", "mount", &r, m]);
+    let o = d.berth(&["image", "mount", &r, m]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // the symlinks resolved as if the snapshot were `/`: the files landed under its root
     let planted = std::fs::read(
@@ -225,7 +203,7 @@ fn bad_layers_fail_with_typed_errors_and_leave_nothing() {
             .join("planted"),
     );
     let etc = std::fs::read(mnt.path().join("etc/berth-planted"));
-    let _ = berth(&d, &["image", "unmount", "--rm", m]);
+    let _ = d.berth(&["image", "unmount", "--rm", m]);
     assert_eq!(planted.unwrap(), b"gotcha");
     assert_eq!(etc.unwrap(), b"gotcha");
 }

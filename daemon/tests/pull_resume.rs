@@ -4,33 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{pseudo_random, sha256_hex, Berthd, Registry};
-
-fn berth_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "berth", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
-}
-
-fn berth(d: &Berthd, args: &[&str]) -> Output {
-    Command::new(berth_bin())
-        .arg("--address")
-        .arg(&d.sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn a_pull_killed_mid_download_resumes_where_it_stopped() {
@@ -79,7 +56,7 @@ fn a_pull_killed_mid_download_resumes_where_it_stopped() {
 
     // start a pull and kill berthd once part of the layer is on disk
     let mut d = Berthd::start("smol");
-    let mut child = Command::new(berth_bin())
+    let mut child = Command::new(common::berth_bin())
         .arg("--address")
         .arg(&d.sock)
         .args(["image", "pull", "-q", &reference])
@@ -106,7 +83,7 @@ fn a_pull_killed_mid_download_resumes_where_it_stopped() {
 
     // restart; the next pull resumes from the partial file
     d.restart();
-    let o = berth(&d, &["image", "pull", "-q", &reference]);
+    let o = d.berth(&["image", "pull", "-q", &reference]);
     assert!(
         o.status.success(),
         "{}\n{}",
@@ -134,10 +111,10 @@ fn a_pull_killed_mid_download_resumes_where_it_stopped() {
     assert_eq!(format!("sha256:{}", sha256_hex(&blob)), layer);
     let mnt = tempfile::tempdir().unwrap();
     let m = mnt.path().to_str().unwrap();
-    let o = berth(&d, &["image", "mount", &reference, m]);
+    let o = d.berth(&["image", "mount", &reference, m]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = std::fs::read(mnt.path().join("big.bin"));
-    let _ = berth(&d, &["image", "unmount", "--rm", m]);
+    let _ = d.berth(&["image", "unmount", "--rm", m]);
     assert!(
         got.unwrap() == payload,
         "the unpacked file is byte-identical"

@@ -79,27 +79,8 @@ impl Drop for Containerd {
     }
 }
 
-/// The `berth` CLI next to the berthd under test (built if missing).
-fn berth_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "berth", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
-}
-
 fn berth(d: &Berthd, args: &[&str]) -> String {
-    let o = Command::new(berth_bin())
-        .arg("--address")
-        .arg(&d.sock)
-        .args(args)
-        .output()
-        .unwrap();
+    let o = d.berth(args);
     assert!(
         o.status.success(),
         "berth {args:?}: {}\n--- berthd log ---\n{}",

@@ -45,6 +45,15 @@ fn wire(p: &ProcessInfo) -> WireProcess {
     }
 }
 
+fn deleted(d: berth_core::task::Deleted) -> DeleteResponse {
+    DeleteResponse {
+        id: d.id,
+        pid: d.pid,
+        exit_status: d.exit.map_or(0, |e| e.status),
+        exited_at: Some(d.exit.map_or_else(zero_time, |e| timestamp(e.at))),
+    }
+}
+
 fn unexpected(r: Reply) -> Status {
     Status::internal(format!("unexpected reply from the task table: {r:?}"))
 }
@@ -163,12 +172,7 @@ impl Tasks for Service {
         let id = req.into_inner().container_id;
         let cmd = Command::Delete { container_id: id };
         match self.run(&ns, cmd).await? {
-            Reply::Deleted(d) => Ok(Response::new(DeleteResponse {
-                id: d.id,
-                pid: d.pid,
-                exit_status: d.exit.map_or(0, |e| e.status),
-                exited_at: Some(d.exit.map_or_else(zero_time, |e| timestamp(e.at))),
-            })),
+            Reply::Deleted(d) => Ok(Response::new(deleted(d))),
             other => Err(unexpected(other)),
         }
     }
@@ -184,12 +188,7 @@ impl Tasks for Service {
             exec_id: r.exec_id,
         };
         match self.run(&ns, cmd).await? {
-            Reply::Deleted(d) => Ok(Response::new(DeleteResponse {
-                id: d.id,
-                pid: d.pid,
-                exit_status: d.exit.map_or(0, |e| e.status),
-                exited_at: Some(d.exit.map_or_else(zero_time, |e| timestamp(e.at))),
-            })),
+            Reply::Deleted(d) => Ok(Response::new(deleted(d))),
             other => Err(unexpected(other)),
         }
     }

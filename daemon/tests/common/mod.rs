@@ -31,6 +31,20 @@ pub fn sha256_hex(data: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `berth` CLI next to the berthd under test (built first if missing).
+pub fn berth_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "berth", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
 /// A berthd process on a private socket and root.
 pub struct Berthd {
     pub dir: tempfile::TempDir,
@@ -145,6 +159,16 @@ impl Berthd {
             self.log()
         );
         String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs the `berth` CLI against this berthd.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(berth_bin())
+            .arg("--address")
+            .arg(&self.sock)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Runs ctr expecting failure; returns stderr.
