@@ -186,6 +186,32 @@ impl Berthd {
 impl Drop for Berthd {
     fn drop(&mut self) {
         self.kill9();
+        // Containers outlive berthd by design: a test that failed half-way must not leave its
+        // containers, shims or rootfs mounts behind.
+        let runc_roots = self.dir.path().join("state/tasks/runc");
+        for ns in std::fs::read_dir(&runc_roots).into_iter().flatten().flatten() {
+            for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(ns.path())
+                    .args(["delete", "--force"])
+                    .arg(c.file_name())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let prefix = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|t| t.starts_with(prefix.as_str()))
+            .collect();
+        targets.reverse();
+        for t in targets {
+            let _ = Command::new("umount").arg("-l").arg(t).status();
+        }
     }
 }
 
