@@ -189,7 +189,11 @@ impl Drop for Berthd {
         // Containers outlive berthd by design: a test that failed half-way must not leave its
         // containers, shims or rootfs mounts behind.
         let runc_roots = self.dir.path().join("state/tasks/runc");
-        for ns in std::fs::read_dir(&runc_roots).into_iter().flatten().flatten() {
+        for ns in std::fs::read_dir(&runc_roots)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
                 let _ = Command::new("runc")
                     .arg("--root")
