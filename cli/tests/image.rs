@@ -1199,6 +1199,20 @@ fn push_import_export_work_or_say_unimplemented() {
             snapshots(&d, "overlayfs").is_empty(),
             "--no-unpack unpacked"
         );
+        // the imported manifest names its children for GC
+        let content = d.ok(&["content", "ls"]);
+        assert!(
+            content.contains("containerd.io/gc.ref.content.config")
+                && content.contains("containerd.io/gc.ref.content.l.0"),
+            "{content}"
+        );
+        // and an import that unpacks gives the image's chain, all collected with the image
+        d.ok(&["image", "rm", "--sync", &img.reference]);
+        d.ok(&["image", "import", tar.to_str().unwrap()]);
+        assert_eq!(snapshots(&d, "overlayfs").len(), 2, "two layers unpacked");
+        d.ok(&["image", "rm", "--sync", &img.reference]);
+        assert!(snapshots(&d, "overlayfs").is_empty());
+        assert!(d.ok(&["content", "ls"]).lines().count() <= 1, "content collected");
     } else {
         assert!(image_names(&d).is_empty());
     }

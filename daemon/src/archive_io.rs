@@ -355,28 +355,26 @@ async fn import_leased(
     } else {
         return Err(bad_archive("neither index.json nor manifest.json"));
     }
-    for (digest, size) in &archive.blobs {
-        let mut labels = Labels::new();
-        // documents: label children (parse what parses as an index or manifest)
-        if *size < 4 << 20 {
-            if let Ok(bytes) = blobs::read_any(d, digest).await {
-                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-                    if let Some(mt) = v.get("mediaType").and_then(Value::as_str) {
-                        if let Ok(doc) = Document::parse(mt, &bytes) {
-                            labels = children_gc_labels(doc.children(), Children::All);
-                        }
-                    } else if v.get("manifests").is_some() {
-                        if let Ok(doc) = Document::parse(media::OCI_INDEX, &bytes) {
-                            labels = children_gc_labels(doc.children(), Children::All);
-                        }
-                    } else if v.get("layers").is_some() && v.get("config").is_some() {
-                        if let Ok(doc) = Document::parse(media::OCI_MANIFEST, &bytes) {
-                            labels = children_gc_labels(doc.children(), Children::All);
-                        }
-                    }
-                }
-            }
+    // Documents get their children's GC labels: walk from each image's root, parsing only
+    // indexes and manifests (their media types come from the descriptors that name them).
+    let mut labels_of: BTreeMap<Digest, Labels> = BTreeMap::new();
+    let mut stack: Vec<Descriptor> = images.iter().map(|(_, d)| d.clone()).collect();
+    let mut seen = BTreeSet::new();
+    while let Some(desc) = stack.pop() {
+        let document = media::is_index(&desc.media_type) || media::is_manifest(&desc.media_type);
+        if !document || !archive.blobs.contains_key(&desc.digest) || !seen.insert(desc.digest) {
+            continue;
         }
+        let bytes = blobs::read_any(d, &desc.digest).await?;
+        let doc = Document::parse(&desc.media_type, &bytes).map_err(bad_archive)?;
+        labels_of.insert(
+            desc.digest,
+            children_gc_labels(doc.children(), Children::All),
+        );
+        stack.extend(doc.children().into_iter().cloned());
+    }
+    for (digest, size) in &archive.blobs {
+        let labels = labels_of.remove(digest).unwrap_or_default();
         blobs::record(d, ns, Some(lease), digest, *size, labels).await?;
     }
     let mut names = Vec::new();
@@ -390,26 +388,7 @@ async fn import_leased(
             size: desc.size,
             annotations: Default::default(),
         };
-        let (n, nm, now) = (ns.to_string(), name.clone(), d.now());
-        let created = d
-            .store_write(
-                move |s| match s.image_create(&n, &nm, &Labels::new(), &target, now) {
-                    Err(berth_drivers::store::StoreError::AlreadyExists(_)) => s
-                        .image_update(
-                            &n,
-                            &nm,
-                            &Labels::new(),
-                            &target,
-                            &["target".to_string()],
-                            now,
-                        )
-                        .map(|_| false),
-                    r => r.map(|_| true),
-                },
-            )
-            .await
-            .map_err(status)?;
-        crate::svc::images::publish_written(d, ns, name, created);
+        crate::svc::images::put_image(d, ns, name, target).await?;
         names.push(name.clone());
     }
     Ok(names)

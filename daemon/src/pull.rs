@@ -233,28 +233,7 @@ async fn pull_leased(
     )
     .await?;
 
-    // The image record.
-    let target = desc_to_store(&root);
-    let (n, nm, now) = (ns.to_string(), name.clone(), d.now());
-    let created = d
-        .store_write(
-            move |s| match s.image_create(&n, &nm, &Labels::new(), &target, now) {
-                Err(berth_drivers::store::StoreError::AlreadyExists(_)) => s
-                    .image_update(
-                        &n,
-                        &nm,
-                        &Labels::new(),
-                        &target,
-                        &["target".to_string()],
-                        now,
-                    )
-                    .map(|_| false),
-                r => r.map(|_| true),
-            },
-        )
-        .await
-        .map_err(status)?;
-    crate::svc::images::publish_written(d, ns, &name, created);
+    crate::svc::images::put_image(d, ns, &name, desc_to_store(&root)).await?;
     progress.done = true;
     for l in &mut progress.layers {
         l.done = l.size;
@@ -719,10 +698,6 @@ impl LayerTask {
     }
 }
 
-fn file_len(f: &BlobFile) -> u64 {
-    f.len()
-}
-
 /// Streams a layer from the registry into the blob store and, if `dir` is given, through the
 /// Applier into that directory at the same time.
 async fn download(
@@ -798,7 +773,7 @@ async fn download(
                         berth_drivers::apply::ApplyError::Decode(
                             berth_core::archive::DecodeError::Truncated { .. }
                         )
-                    ) || file_len(&file) >= size
+                    ) || file.len() >= size
                     {
                         file.discard();
                     }

@@ -10,7 +10,7 @@ use berth_api::services::images::v1::{images_server::Images, *};
 use berth_api::types;
 use berth_core::metadata::{Filter, Labels};
 use berth_core::Digest;
-use berth_drivers::store::{Descriptor, ImageRecord};
+use berth_drivers::store::{Descriptor, ImageRecord, StoreError};
 use tonic::{Request, Response, Status};
 
 use crate::errors::status;
@@ -58,8 +58,28 @@ fn to_proto(name: String, rec: ImageRecord) -> Image {
     }
 }
 
-/// Publishes `/images/create` (or `/images/update`) for an image berthd wrote itself.
-pub fn publish_written(d: &Daemon, ns: &str, name: &str, created: bool) {
+/// Records (creates, or points an existing name at) an image berthd wrote itself — its own
+/// pulls and imports — and publishes `/images/create` or `/images/update`.
+pub async fn put_image(d: &Daemon, ns: &str, name: &str, target: Descriptor) -> Result<(), Status> {
+    let (n, nm, now) = (ns.to_string(), name.to_string(), d.now());
+    let created = d
+        .store_write(
+            move |s| match s.image_create(&n, &nm, &Labels::new(), &target, now) {
+                Err(StoreError::AlreadyExists(_)) => s
+                    .image_update(
+                        &n,
+                        &nm,
+                        &Labels::new(),
+                        &target,
+                        &["target".to_string()],
+                        now,
+                    )
+                    .map(|_| false),
+                r => r.map(|_| true),
+            },
+        )
+        .await
+        .map_err(status)?;
     let (topic, ev) = if created {
         (
             IMAGE_CREATE,
@@ -78,6 +98,7 @@ pub fn publish_written(d: &Daemon, ns: &str, name: &str, created: bool) {
         )
     };
     d.events.publish(ns, topic, ev, &[("name", name)], d.now());
+    Ok(())
 }
 
 impl Service {

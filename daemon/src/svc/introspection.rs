@@ -104,18 +104,13 @@ const PLUGINS: &[(&str, &str, &[&str])] = &[
 /// The platform snapshotters serve (the host's): clients such as containerd's `Pull` with
 /// unpack check that the snapshotter supports the image's platform.
 fn host_platform() -> berth_api::types::Platform {
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let p = crate::pull::host_platform();
     berth_api::types::Platform {
-        os: "linux".into(),
-        architecture: architecture.into(),
-        variant: String::new(),
+        os: p.os,
+        architecture: p.architecture,
+        variant: p.variant,
     }
 }
-
 #[tonic::async_trait]
 impl Introspection for Service {
     async fn plugins(
