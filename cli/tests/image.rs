@@ -1212,7 +1212,10 @@ fn push_import_export_work_or_say_unimplemented() {
         assert_eq!(snapshots(&d, "overlayfs").len(), 2, "two layers unpacked");
         d.ok(&["image", "rm", "--sync", &img.reference]);
         assert!(snapshots(&d, "overlayfs").is_empty());
-        assert!(d.ok(&["content", "ls"]).lines().count() <= 1, "content collected");
+        assert!(
+            d.ok(&["content", "ls"]).lines().count() <= 1,
+            "content collected"
+        );
     } else {
         assert!(image_names(&d).is_empty());
     }
