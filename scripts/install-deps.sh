@@ -8,7 +8,7 @@
 # Package scripts are kept from starting services: the stock docker-registry and containerd
 # units would otherwise listen on the machine.
 set -euo pipefail
-PKGS="containerd runc docker-registry busybox-static gcc g++ tar gzip zstd attr curl ca-certificates"
+PKGS="containerd runc crun docker-registry busybox-static gcc g++ tar gzip zstd attr curl ca-certificates"
 if ! dpkg -s $PKGS >/dev/null 2>&1; then
   made_policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then

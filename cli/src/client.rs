@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_api::berth_services::transfer::v1::transfer_client::TransferClient;
+use berth_api::services::containers::v1::containers_client::ContainersClient;
 use berth_api::services::content::v1::content_client::ContentClient;
+use berth_api::services::events::v1::events_client::EventsClient;
 use berth_api::services::images::v1::images_client::ImagesClient;
 use berth_api::services::introspection::v1::introspection_client::IntrospectionClient;
 use berth_api::services::leases::v1::leases_client::LeasesClient;
 use berth_api::services::namespaces::v1::namespaces_client::NamespacesClient;
 use berth_api::services::snapshots::v1::snapshots_client::SnapshotsClient;
+use berth_api::services::tasks::v1::tasks_client::TasksClient;
 use berth_api::services::version::v1::version_client::VersionClient;
 use berth_api::transport::{self, Channel};
 use berth_api::{LEASE_HEADER, MAX_MESSAGE_SIZE, NAMESPACE_HEADER};
@@ -154,6 +157,27 @@ impl Client {
     /// berth's own Transfer service: pulls, pushes, imports and exports done by berthd.
     pub fn transfer(&self) -> TransferClient<Channel> {
         TransferClient::with_origin(self.channel.clone(), transport::origin())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// The Containers service.
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::with_origin(self.channel.clone(), transport::origin())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// The Tasks service.
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::with_origin(self.channel.clone(), transport::origin())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// The Events service.
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::with_origin(self.channel.clone(), transport::origin())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }

@@ -56,6 +56,14 @@ impl Error {
         }
     }
 
+    /// Ends the command with `code` and prints nothing (a container's exit code passed on).
+    pub fn silent(code: i32) -> Self {
+        Error {
+            message: String::new(),
+            code,
+        }
+    }
+
     /// The same error with another exit code.
     #[must_use]
     pub fn with_code(mut self, code: i32) -> Self {

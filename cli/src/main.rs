@@ -14,6 +14,8 @@ mod cmd;
 mod error;
 mod output;
 mod parse;
+mod rootfs;
+mod stdio;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,6 +66,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a container: pull the image if missing, attach its output, pass on its exit code
+    Run(Box<cmd::run::RunArgs>),
     /// Show the client's and berthd's versions
     Version,
     /// Manage namespaces
@@ -81,6 +85,14 @@ enum Command {
     /// Manage snapshots of a snapshotter (overlayfs by default)
     #[command(visible_aliases = ["snapshots", "snap"])]
     Snapshot(cmd::snapshot::SnapshotArgs),
+    /// Manage containers: list, inspect, label, remove
+    #[command(subcommand, visible_aliases = ["containers", "c"])]
+    Container(cmd::container::ContainerCommand),
+    /// Manage tasks (running containers): list, ps, kill, pause, resume, metrics, remove
+    #[command(subcommand, visible_aliases = ["tasks", "t"])]
+    Task(cmd::task::TaskCommand),
+    /// Follow berthd's events (every namespace) until interrupted
+    Events(cmd::events::EventsArgs),
 }
 
 /// Global options every command sees.
@@ -94,12 +106,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let client = Client::connect(&cli.address, &cli.namespace, cli.timeout).await?;
     let opts = Opts { json: cli.json };
     match cli.command {
+        Command::Run(a) => cmd::run::run(&client, opts, *a).await,
         Command::Version => cmd::version::run(&client, opts).await,
         Command::Ns(c) => cmd::ns::run(&client, opts, c).await,
         Command::Content(c) => cmd::content::run(&client, opts, c).await,
         Command::Lease(c) => cmd::lease::run(&client, opts, c).await,
         Command::Image(c) => cmd::image::run(&client, opts, c).await,
         Command::Snapshot(c) => cmd::snapshot::run(&client, opts, c).await,
+        Command::Container(c) => cmd::container::run(&client, opts, c).await,
+        Command::Task(c) => cmd::task::run(&client, opts, c).await,
+        Command::Events(a) => cmd::events::run(&client, opts, a).await,
     }
 }
 
@@ -121,7 +137,9 @@ fn main() {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
-            eprintln!("berth: {e}");
+            if !e.to_string().is_empty() {
+                eprintln!("berth: {e}");
+            }
             std::process::exit(e.exit_code());
         }
     }

@@ -1,6 +1,8 @@
 //! containerd's `ctr` 1.6 running containers on berthd through runc: `run --rm` (exit codes
 //! propagate), `run -d`, `tasks ls|ps|exec|pause|resume|metrics|kill|rm`, the task events, and
-//! supervision that survives `kill -9` of berthd.
+//! supervision that survives `kill -9` of berthd; `run`'s options checked from inside the
+//! container or on its cgroup (`--mount`, `--read-only`, `--null-io`, `--net-host`, `--cap-add`,
+//! `--privileged`, `--memory-limit`, `--cpus`, `-t`, `--runc-binary` with crun).
 
 mod common;
 
@@ -8,19 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{push_busybox, Berthd, Registry};
-
-fn shim_built() {
-    // berthd finds berth-shim next to itself
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-shim");
-    if !bin.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "berth-shim", "--manifest-path"])
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
 
 fn walk_for(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for e in std::fs::read_dir(dir).ok()? {
@@ -51,7 +40,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn ctr_run_and_tasks() {
     common::require("runc", "runc");
-    shim_built();
+    common::shim_built();
     let reg = Registry::start();
     let image = push_busybox(&reg, "t/busybox", "latest", 0);
     let d = Berthd::start("smol");
@@ -158,7 +147,7 @@ fn ctr_run_and_tasks() {
 #[test]
 fn tasks_survive_kill_9_of_berthd() {
     common::require("runc", "runc");
-    shim_built();
+    common::shim_built();
     let reg = Registry::start();
     let image = push_busybox(&reg, "t/busybox", "latest", 0);
     let mut d = Berthd::start("smol");
@@ -273,4 +262,229 @@ fn tasks_survive_kill_9_of_berthd() {
     for i in 0..5 {
         let _ = d.ctr(&["containers", "rm", &format!("c{i}")]);
     }
+}
+
+/// The interface names in a `/proc/net/dev`.
+fn interfaces(dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `CapEff` of `grep CapEff /proc/self/status` output, as a bit mask.
+fn cap_eff(line: &str) -> u64 {
+    let hex = line.trim().trim_start_matches("CapEff:").trim();
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("CapEff line {line:?}"))
+}
+
+/// The host path of a container's cgroup for `controller`, from its `/proc/self/cgroup`.
+fn cgroup_dir(proc_cgroup: &str, controller: &str) -> String {
+    let rel = proc_cgroup
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',').any(|c| c == controller).then(|| p.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup in {proc_cgroup}"));
+    format!("/sys/fs/cgroup/{controller}{rel}")
+}
+
+#[test]
+fn ctr_run_options() {
+    common::require("runc", "runc");
+    common::shim_built();
+    let reg = Registry::start();
+    let image = push_busybox(&reg, "t/busybox", "latest", 0);
+    let d = Berthd::start("smol");
+    let img = image.reference.as_str();
+    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+
+    // --mount: a bind mount, written through, then read-only
+    let host = tempfile::tempdir().unwrap();
+    let rw = format!(
+        "type=bind,src={},dst=/data,options=rbind:rw",
+        host.path().display()
+    );
+    d.ctr_ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &rw,
+        img,
+        "m1",
+        "/bin/sh",
+        "-c",
+        "echo hi > /data/f",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("f")).unwrap(),
+        "hi\n"
+    );
+    let ro = format!(
+        "type=bind,src={},dst=/data,options=rbind:ro",
+        host.path().display()
+    );
+    let o = d.ctr(&["run", "--rm", "--mount", &ro, img, "m2", "touch", "/data/g"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!host.path().join("g").exists());
+
+    // --read-only root
+    d.ctr_ok(&["run", "--rm", img, "w1", "touch", "/x"]);
+    let o = d.ctr(&["run", "--rm", "--read-only", img, "w2", "touch", "/x"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    // --null-io: the output goes nowhere
+    let o = d.ctr_ok(&["run", "--rm", "--null-io", img, "n1", "echo", "lost"]);
+    assert_eq!(o, "");
+
+    // --net-host: the host's interfaces; by default only lo
+    let host_ifs = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    let inside = d.ctr_ok(&[
+        "run",
+        "--rm",
+        "--net-host",
+        img,
+        "h1",
+        "cat",
+        "/proc/net/dev",
+    ]);
+    assert_eq!(interfaces(&inside), host_ifs);
+    let inside = d.ctr_ok(&["run", "--rm", img, "h2", "cat", "/proc/net/dev"]);
+    assert_eq!(interfaces(&inside), vec!["lo".to_string()]);
+
+    // --cap-add, --privileged
+    let grep = ["grep", "CapEff", "/proc/self/status"];
+    let default = cap_eff(&d.ctr_ok(&[&["run", "--rm", img, "c1"][..], &grep].concat()));
+    assert_eq!(default & (1 << 12), 0, "no CAP_NET_ADMIN by default");
+    let added = cap_eff(
+        &d.ctr_ok(
+            &[
+                &["run", "--rm", "--cap-add", "CAP_NET_ADMIN", img, "c2"][..],
+                &grep,
+            ]
+            .concat(),
+        ),
+    );
+    assert_eq!(added, default | (1 << 12));
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CapBnd:")
+                .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        })
+        .unwrap();
+    let privileged =
+        cap_eff(&d.ctr_ok(&[&["run", "--rm", "--privileged", img, "c3"][..], &grep].concat()));
+    assert_eq!(privileged, bnd);
+
+    // --memory-limit, --cpus: the container's cgroup on the host
+    d.ctr_ok(&[
+        "run",
+        "-d",
+        "--memory-limit",
+        "67108864",
+        "--cpus",
+        "0.5",
+        img,
+        "lim",
+        "sleep",
+        "600",
+    ]);
+    let cg = d.ctr_ok(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "cg",
+        "lim",
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    let mem = std::fs::read_to_string(format!(
+        "{}/memory.limit_in_bytes",
+        cgroup_dir(&cg, "memory")
+    ))
+    .unwrap();
+    assert_eq!(mem.trim(), "67108864");
+    let quota =
+        std::fs::read_to_string(format!("{}/cpu.cfs_quota_us", cgroup_dir(&cg, "cpu"))).unwrap();
+    assert_eq!(quota.trim(), "50000");
+    d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "lim"]);
+    wait_for("lim to stop", || {
+        d.ctr_ok(&["tasks", "ls"])
+            .lines()
+            .any(|l| l.starts_with("lim") && l.contains("STOPPED"))
+    });
+    d.ctr_ok(&["tasks", "rm", "lim"]);
+    d.ctr_ok(&["containers", "rm", "lim"]);
+
+    // -t: ctr needs a terminal of its own, which script(1) gives it
+    common::require("script", "bsdutils");
+    let ctr_line = format!(
+        "ctr --address {} run --rm -t {img} t1 /bin/sh -c '[ -t 1 ] && echo is-a-tty'",
+        d.sock.display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &ctr_line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("is-a-tty"));
+
+    // --runc-binary: crun, through a wrapper that hides cgroup v2's hybrid mount from it
+    // (crun 1.8 refuses this machine's hybrid layout) and leaves a trace that it ran.
+    common::require("crun", "crun");
+    let bin = tempfile::tempdir().unwrap();
+    let trace = bin.path().join("trace");
+    let wrapper = bin.path().join("crun-v1");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec unshare --mount --propagation private sh -c \
+             'umount -l /sys/fs/cgroup/unified 2>/dev/null; exec crun \"$@\"' crun \"$@\"\n",
+            trace.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    let o = d.ctr_ok(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        wrapper.to_str().unwrap(),
+        img,
+        "cr1",
+        "/bin/sh",
+        "-c",
+        "echo via crun; exit 0",
+    ]);
+    assert_eq!(o.trim(), "via crun");
+    let o = d.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        wrapper.to_str().unwrap(),
+        img,
+        "cr2",
+        "/bin/sh",
+        "-c",
+        "exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5));
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        calls.lines().any(|l| l.contains(" create ")),
+        "crun was not used: {calls:?}"
+    );
+    assert_eq!(d.ctr_ok(&["containers", "ls", "-q"]).trim(), "");
 }

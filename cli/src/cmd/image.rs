@@ -156,6 +156,23 @@ pub struct PullArgs {
     quiet: bool,
 }
 
+impl PullArgs {
+    /// What `berth run` pulls a missing image with: the host's platform, unpacked into
+    /// `snapshotter`, progress shown.
+    pub(crate) fn for_run(reference: &str, plain_http: &[String], snapshotter: &str) -> Self {
+        PullArgs {
+            reference: reference.to_string(),
+            platforms: Vec::new(),
+            all_platforms: false,
+            plain_http: plain_http.to_vec(),
+            user: std::env::var("BERTH_REGISTRY_USER").ok(),
+            snapshotter: snapshotter.to_string(),
+            no_unpack: false,
+            quiet: false,
+        }
+    }
+}
+
 /// What `berth image push` takes.
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -257,9 +274,20 @@ async fn try_get(client: &Client, name: &str) -> Result<std::result::Result<Imag
 
 /// The image called `name`; failing that, the one its normalised reference names
 /// (`busybox` → `docker.io/library/busybox:latest`).
-async fn get_image(client: &Client, name: &str) -> Result<Image> {
+pub(crate) async fn get_image(client: &Client, name: &str) -> Result<Image> {
+    find_image(client, name).await?.ok_or_else(|| {
+        Error::failed(format!(
+            "image {name:?} not found in namespace {:?} — `berth image ls` lists the images, \
+             `berth image pull {name}` fetches one",
+            client.namespace()
+        ))
+    })
+}
+
+/// As [`get_image`], `None` when there is no such image.
+pub(crate) async fn find_image(client: &Client, name: &str) -> Result<Option<Image>> {
     match try_get(client, name).await? {
-        Ok(i) => return Ok(i),
+        Ok(i) => return Ok(Some(i)),
         Err(s) if s.code() == Code::NotFound => {}
         Err(s) => return Err(client.err(&format!("image {name:?}"), &s)),
     }
@@ -267,17 +295,13 @@ async fn get_image(client: &Client, name: &str) -> Result<Image> {
         let full = r.to_string();
         if full != name {
             match try_get(client, &full).await? {
-                Ok(i) => return Ok(i),
+                Ok(i) => return Ok(Some(i)),
                 Err(s) if s.code() == Code::NotFound => {}
                 Err(s) => return Err(client.err(&format!("image {full:?}"), &s)),
             }
         }
     }
-    Err(Error::failed(format!(
-        "image {name:?} not found in namespace {:?} — `berth image ls` lists the images, \
-         `berth image pull {name}` fetches one",
-        client.namespace()
-    )))
+    Ok(None)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,20 +360,20 @@ async fn read_blob(client: &Client, digest: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// Documents read so far, by digest (images often share them).
-struct Documents<'a> {
+pub(crate) struct Documents<'a> {
     client: &'a Client,
     cache: HashMap<String, Option<Vec<u8>>>,
 }
 
 impl<'a> Documents<'a> {
-    fn new(client: &'a Client) -> Self {
+    pub(crate) fn new(client: &'a Client) -> Self {
         Documents {
             client,
             cache: HashMap::new(),
         }
     }
 
-    async fn get(&mut self, digest: &str) -> Result<Option<&[u8]>> {
+    pub(crate) async fn get(&mut self, digest: &str) -> Result<Option<&[u8]>> {
         if !self.cache.contains_key(digest) {
             let data = read_blob(self.client, digest).await?;
             self.cache.insert(digest.to_string(), data);
@@ -1186,7 +1210,7 @@ fn transfer_output(opts: Opts, p: &Progress, name: &str) -> Result<()> {
     output::text(&format!("{name}\n")).map_err(stdout_err)
 }
 
-fn host_platform() -> Platform {
+pub(crate) fn host_platform() -> Platform {
     Platform::new("linux", std::env::consts::ARCH).normalize()
 }
 
@@ -1196,6 +1220,13 @@ fn platform_arg(s: &str) -> Result<Platform> {
 }
 
 async fn pull(client: &Client, opts: Opts, a: PullArgs) -> Result<()> {
+    let (last, name) = pull_image(client, &a).await?;
+    transfer_output(opts, &last, &name)
+}
+
+/// Pulls (and unless `--no-unpack` unpacks) an image through berthd's Transfer service,
+/// showing progress on stderr: the final report and the name of the image record made.
+pub(crate) async fn pull_image(client: &Client, a: &PullArgs) -> Result<(Progress, String)> {
     let reference = Reference::parse(&a.reference)
         .map_err(|e| Error::usage(format!("{:?} is not an image reference: {e}", a.reference)))?;
     let platforms = a
@@ -1226,7 +1257,7 @@ async fn pull(client: &Client, opts: Opts, a: PullArgs) -> Result<()> {
     } else {
         last.image.clone()
     };
-    transfer_output(opts, &last, &name)
+    Ok((last, name))
 }
 
 async fn push(client: &Client, opts: Opts, a: PushArgs) -> Result<()> {
@@ -1339,11 +1370,13 @@ async fn export(client: &Client, opts: Opts, file: &Path, names: &[String]) -> R
 
 /// The chain ID of an image's layers for `platform`: the key of the committed snapshot that
 /// unpacking it made.
-async fn image_chain_id(
+/// The config of `image` for `platform` and the chain ID of its layers (the snapshot a
+/// container of it starts from).
+pub(crate) async fn image_config(
     docs: &mut Documents<'_>,
     image: &Image,
     platform: &Platform,
-) -> Result<Digest> {
+) -> Result<(ImageConfig, Digest)> {
     let name = &image.name;
     let matcher = Matcher::only(platform);
     let mut d = Desc::of_target(image.target.as_ref());
@@ -1415,9 +1448,10 @@ async fn image_chain_id(
     })?;
     let config = ImageConfig::parse(bytes)
         .map_err(|e| Error::failed(format!("image {name:?}: config {config_digest}: {e}")))?;
-    chain_ids(&config.rootfs.diff_ids)
+    let chain = chain_ids(&config.rootfs.diff_ids)
         .pop()
-        .ok_or_else(|| Error::failed(format!("image {name:?} has no layers to mount")))
+        .ok_or_else(|| Error::failed(format!("image {name:?} has no layers to mount")))?;
+    Ok((config, chain))
 }
 
 #[derive(Serialize)]
@@ -1451,7 +1485,7 @@ async fn mount(client: &Client, opts: Opts, a: MountArgs) -> Result<()> {
 
     let image = get_image(client, &a.name).await?;
     let mut docs = Documents::new(client);
-    let chain = image_chain_id(&mut docs, &image, &platform).await?;
+    let (_, chain) = image_config(&mut docs, &image, &platform).await?;
     let parent = chain.to_string();
     let stat = client
         .snapshots()

@@ -1,11 +1,15 @@
 //! One module per command group. Each exposes its clap subcommand enum (if it has one) and an
 //! async `run` that performs it against a connected [`crate::client::Client`].
 
+pub mod container;
 pub mod content;
+pub mod events;
 pub mod image;
 pub mod lease;
 pub mod ns;
+pub mod run;
 pub mod snapshot;
+pub mod task;
 pub mod version;
 
 use crate::error::Error;

@@ -31,18 +31,28 @@ pub fn sha256_hex(data: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The `berth` CLI next to the berthd under test (built first if missing).
+/// The `berth` CLI next to the berthd under test, (re)built once per test binary: cargo
+/// builds it only as berthd's sibling package, so a changed CLI would otherwise go stale.
 pub fn berth_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "berth", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    BUILT.call_once(|| build_package("berth"));
     bin
+}
+
+/// `berth-shim` next to berthd (where berthd looks for it), (re)built once per test binary.
+pub fn shim_built() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| build_package("berth-shim"));
+}
+
+fn build_package(package: &str) {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", package, "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building {package} failed");
 }
 
 /// A berthd process on a private socket and root.
@@ -440,15 +450,21 @@ pub fn push_busybox(reg: &Registry, repo: &str, tag: &str, extra_bytes: usize) -
         .unwrap();
     let busybox = String::from_utf8(busybox.stdout).unwrap();
     std::fs::copy(busybox.trim(), tree.path().join("bin/busybox")).unwrap();
-    for applet in ["sh", "true", "sleep", "echo", "cat", "pwd", "ls"] {
+    for applet in [
+        "sh", "true", "sleep", "echo", "cat", "pwd", "ls", "id", "hostname", "touch", "grep",
+    ] {
         std::os::unix::fs::symlink("busybox", tree.path().join("bin").join(applet)).unwrap();
     }
     std::fs::write(
         tree.path().join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\n",
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
     )
     .unwrap();
-    std::fs::write(tree.path().join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(
+        tree.path().join("etc/group"),
+        "root:x:0:\napp:x:1000:\nstaff:x:50:app\n",
+    )
+    .unwrap();
     let mut layers = vec![gzip_tar(tree.path())];
     if extra_bytes > 0 {
         let big = tempfile::tempdir().unwrap();
