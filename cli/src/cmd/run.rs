@@ -306,9 +306,11 @@ pub async fn run(client: &Client, opts: Opts, a: RunArgs) -> Result<()> {
                     .map(str::to_string),
             };
         }
-        Some(n) => return Err(Error::usage(format!(
+        Some(n) => {
+            return Err(Error::usage(format!(
             "--net {n:?}: only `host` is supported (the default is a new, empty network namespace)"
-        ))),
+        )))
+        }
     }
     if a.privileged {
         sopts.host_capabilities = host_capabilities();
