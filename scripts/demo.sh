@@ -2,12 +2,15 @@
 # demo.sh - the main job, end to end on this machine: build berth, start berthd, start a local
 # docker-registry holding a busybox image built here, pull it with `berth image pull` (berthd
 # downloads and unpacks it into an overlayfs snapshot), mount it and run its busybox from the
-# mounted tree, then pull it again with containerd's own `ctr`, run it as a container (runc,
-# supervised by berth-shim) and inspect it. Everything started here is stopped at the end.
+# mounted tree, run it as containers with `berth run` (runc, supervised by berth-shim), pull it
+# again with containerd's own `ctr` and run it with `ctr run` too. Everything started here is
+# stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
-cargo build --release -p berthd -p berth -p berth-shim
+cargo build --release -p berthd -p berth
+# the supervisor, one per container, linked statically: 1.5 MiB resident instead of 2.3 MiB
+cargo rustc --release -p berth-shim --bin berth-shim -- -C target-feature=+crt-static
 BIN=$PWD/target/release
 WORK=$(mktemp -d /tmp/berth-demo.XXXXXX)
 PIDS=()
@@ -52,6 +55,15 @@ mkdir -p "$WORK/mnt"
 B image mount "$REG/demo/busybox:latest" "$WORK/mnt"
 chroot "$WORK/mnt" /bin/sh -c 'echo "hello from the image: $(busybox | head -1)"'
 B image unmount --rm "$WORK/mnt"
+
+echo "== berth run: containers through runc, each supervised by a berth-shim"
+B run --rm "$REG/demo/busybox:latest" /bin/busybox echo "hello from a container run by berth run"
+B run -d --name demo-bg "$REG/demo/busybox:latest" /bin/busybox sleep 600
+B task ls
+B task exec demo-bg /bin/busybox sh -c 'echo "exec in demo-bg: pid 1 is $(cat /proc/1/cmdline | tr "\\0" " ")"'
+B task rm -f demo-bg
+B container rm demo-bg
+set +e; B run --rm "$REG/demo/busybox:latest" /bin/busybox sh -c 'exit 3'; echo "berth run passed on exit code $?"; set -e
 
 echo "== ctr (containerd 1.6's client) against berthd"
 ctr -a "$SOCK" version 2>/dev/null
