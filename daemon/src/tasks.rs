@@ -44,6 +44,8 @@ pub struct Tasks {
     waits: Mutex<HashMap<WaitId, WaitTx>>,
     state_file: PathBuf,
     persisted: Mutex<u64>,
+    /// Per task, the OOM-kill count seen at its last exit (until its init exits).
+    oom_seen: Mutex<HashMap<(String, String), u64>>,
 }
 
 /// A task error as a gRPC status.
@@ -104,6 +106,7 @@ impl Tasks {
             waits: Mutex::default(),
             state_file,
             persisted: Mutex::new(generation),
+            oom_seen: Mutex::default(),
         })
     }
 
@@ -262,8 +265,26 @@ impl Tasks {
         );
         std::thread::spawn(move || {
             let result = this.runtime.wait(&ns, &id, &exec);
+            // An exit may be the OOM killer's: its counter went up since the last look.
+            let ooms = this.runtime.oom_kills(&ns, &id);
             let mut table = this.table.lock().expect("tasks");
             let now = d.now();
+            let new_oom = {
+                let mut seen = this.oom_seen.lock().expect("oom counters");
+                let last = seen.entry((ns.clone(), id.clone())).or_insert(0);
+                let new = ooms > *last;
+                *last = (*last).max(ooms);
+                if exec.is_empty() {
+                    // the init's exit ends the task: a later task of that id starts afresh
+                    seen.remove(&(ns.clone(), id.clone()));
+                }
+                new
+            };
+            if new_oom {
+                if let Err(e) = table.oom(&ns, &id) {
+                    log::debug!("task {id}: oom: {e}");
+                }
+            }
             match result {
                 Ok(x) => {
                     let exit = ProcessExit {

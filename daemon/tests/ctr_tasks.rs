@@ -423,6 +423,41 @@ fn ctr_run_options() {
     d.ctr_ok(&["tasks", "rm", "lim"]);
     d.ctr_ok(&["containers", "rm", "lim"]);
 
+    // a process killed by the OOM killer: /tasks/oom, then the exit
+    let mut events = d
+        .ctr_cmd(&["events"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = d.ctr(&[
+        "run",
+        "--rm",
+        "--memory-limit",
+        "16777216",
+        img,
+        "oom1",
+        "/bin/sh",
+        "-c",
+        "head -c 64m /dev/zero | sort > /dev/null",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "sort was OOM-killed");
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let ev = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let oom = ev
+        .lines()
+        .position(|l| l.contains("/tasks/oom") && l.contains("oom1"));
+    let exit = ev
+        .lines()
+        .position(|l| l.contains("/tasks/exit") && l.contains("oom1"));
+    assert!(
+        oom.is_some() && oom < exit,
+        "no /tasks/oom before the exit:\n{ev}"
+    );
+
     // -t: ctr needs a terminal of its own, which script(1) gives it
     common::require("script", "bsdutils");
     let ctr_line = format!(

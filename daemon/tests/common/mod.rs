@@ -452,6 +452,7 @@ pub fn push_busybox(reg: &Registry, repo: &str, tag: &str, extra_bytes: usize) -
     std::fs::copy(busybox.trim(), tree.path().join("bin/busybox")).unwrap();
     for applet in [
         "sh", "true", "sleep", "echo", "cat", "pwd", "ls", "id", "hostname", "touch", "grep",
+        "head", "sort",
     ] {
         std::os::unix::fs::symlink("busybox", tree.path().join("bin").join(applet)).unwrap();
     }

@@ -247,6 +247,19 @@ pub(crate) fn metrics(m: &Membership) -> Option<Metrics> {
     })
 }
 
+/// How many processes of the cgroup the kernel's OOM killer has killed (v1
+/// `memory.oom_control`'s `oom_kill`, v2 `memory.events`'); `None` if the cgroup is gone.
+pub(crate) fn oom_kills(m: &Membership) -> Option<u64> {
+    let hs = hierarchies();
+    if let Some(mem) = dir(&hs, m, Some("memory")) {
+        let kv = keyed(&mem.join("memory.oom_control"));
+        return (!kv.is_empty()).then(|| get(&kv, "oom_kill"));
+    }
+    let d = dir(&hs, m, None)?;
+    let kv = keyed(&d.join("memory.events"));
+    (!kv.is_empty()).then(|| get(&kv, "oom_kill"))
+}
+
 fn pids_usage(d: Option<&Path>) -> PidsUsage {
     let Some(d) = d else {
         return PidsUsage::default();

@@ -981,6 +981,19 @@ impl Runtime {
             })
     }
 
+    /// How many of the container's processes the OOM killer has killed so far (0 if its
+    /// cgroup cannot be read). Read when a process exits, before the task is deleted.
+    pub fn oom_kills(&self, namespace: &str, id: &str) -> u64 {
+        let Ok((bundle, _)) = self.task(namespace, id) else {
+            return 0;
+        };
+        let pid = read_pid_file(&bundle.join(INIT_PID_FILE));
+        let spec = cgroups_path(&bundle);
+        cgroup::membership(spec.as_deref(), pid)
+            .and_then(|m| cgroup::oom_kills(&m))
+            .unwrap_or(0)
+    }
+
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
     /// created init; for a stopped runc container berth removes its cgroups and state itself,
     /// saving a runc start), the shim, the rootfs mounts and the bundle. A running task needs `force`
