@@ -7,7 +7,6 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{berth_bin, push_busybox, Berthd, Registry};
 
@@ -34,18 +33,6 @@ fn cap_eff(d: &Berthd, opts: &[&str], img: &str) -> u64 {
     let line = ok(d, &args);
     let hex = line.trim().trim_start_matches("CapEff:").trim();
     u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("CapEff line {line:?}"))
-}
-
-fn wait_stopped(d: &Berthd, id: &str) {
-    let t0 = Instant::now();
-    while !d
-        .ctr_ok(&["tasks", "ls"])
-        .lines()
-        .any(|l| l.starts_with(id) && l.contains("STOPPED"))
-    {
-        assert!(t0.elapsed() < Duration::from_secs(20), "{id} did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -199,7 +186,7 @@ fn berth_run_options_reach_the_container() {
     .unwrap();
     assert_eq!(quota.trim(), "50000");
     d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "lim"]);
-    wait_stopped(&d, "lim");
+    d.wait_stopped("lim");
     d.ctr_ok(&["tasks", "rm", "lim"]);
     d.ctr_ok(&["containers", "rm", "lim"]);
     let e = d.berth(&["run", "--rm", "--cpus", "lots", img, "true"]);
@@ -283,7 +270,7 @@ fn berth_run_options_reach_the_container() {
     assert_eq!(e.status.code(), Some(1));
     assert!(err(&e).contains("already exists"), "{}", err(&e));
     d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "s1"]);
-    wait_stopped(&d, "s1");
+    d.wait_stopped("s1");
     d.ctr_ok(&["tasks", "rm", "s1"]);
     d.ctr_ok(&["containers", "rm", "s1"]);
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{push_busybox, Berthd, Registry};
@@ -13,14 +12,7 @@ fn ctr_containers() {
     let reg = Registry::start();
     let image = push_busybox(&reg, "t/busybox", "latest", 0);
     let d = Berthd::start("smol");
-    let mut events = d
-        .ctr_cmd(&["events"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let events = d.ctr_events();
 
     d.ctr_ok(&["images", "pull", "--plain-http", &image.reference]);
     d.ctr_ok(&[
@@ -86,9 +78,7 @@ fn ctr_containers() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(d.ctr_ok(&["snapshots", "ls"]).lines().count(), 1);
 
-    let _ = events.kill();
-    let out = events.wait_with_output().unwrap();
-    let ev = String::from_utf8_lossy(&out.stdout);
+    let ev = common::events_output(events);
     for topic in [
         "/containers/create",
         "/containers/update",

@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::images::{
@@ -128,14 +127,7 @@ fn suite(driver: &str) {
     let multi = format!("{}/t/multi:latest", reg.addr);
 
     let d = Berthd::start(driver);
-    let mut events = d
-        .ctr_cmd(&["events"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let events = d.ctr_events();
 
     // pulls: gzip, zstd, Docker schema 2 (all three share their diff IDs, so one chain)
     for img in [&gz, &zs, &dk] {
@@ -342,9 +334,7 @@ fn suite(driver: &str) {
     assert_eq!(d.ctr_ok(&["content", "ls", "-q"]).trim(), "");
     assert_eq!(lines(&d.ctr_ok(&["snapshots", "ls"])).len(), 1);
 
-    let _ = events.kill();
-    let out = events.wait_with_output().unwrap();
-    let ev = String::from_utf8_lossy(&out.stdout);
+    let ev = common::events_output(events);
     for topic in [
         "/snapshot/prepare",
         "/snapshot/commit",

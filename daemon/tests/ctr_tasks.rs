@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{push_busybox, Berthd, Registry};
+use common::{push_busybox, wait_for, Berthd, Registry};
 
 fn walk_for(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for e in std::fs::read_dir(dir).ok()? {
@@ -26,17 +26,6 @@ fn walk_for(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     None
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn ctr_run_and_tasks() {
     common::require("runc", "runc");
@@ -46,14 +35,7 @@ fn ctr_run_and_tasks() {
     let d = Berthd::start("smol");
     let img = image.reference.as_str();
     d.ctr_ok(&["images", "pull", "--plain-http", img]);
-    let mut events = d
-        .ctr_cmd(&["events"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let events = d.ctr_events();
 
     // run --rm: output reaches the client, exit codes propagate
     let out = d.ctr_ok(&[
@@ -127,9 +109,7 @@ fn ctr_run_and_tasks() {
     d.ctr_ok(&["tasks", "rm", "s1"]);
     d.ctr_ok(&["containers", "rm", "s1"]);
 
-    let _ = events.kill();
-    let out = events.wait_with_output().unwrap();
-    let ev = String::from_utf8_lossy(&out.stdout);
+    let ev = common::events_output(events);
     for topic in [
         "/tasks/create",
         "/tasks/start",
@@ -415,23 +395,12 @@ fn ctr_run_options() {
         std::fs::read_to_string(format!("{}/cpu.cfs_quota_us", cgroup_dir(&cg, "cpu"))).unwrap();
     assert_eq!(quota.trim(), "50000");
     d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "lim"]);
-    wait_for("lim to stop", || {
-        d.ctr_ok(&["tasks", "ls"])
-            .lines()
-            .any(|l| l.starts_with("lim") && l.contains("STOPPED"))
-    });
+    d.wait_stopped("lim");
     d.ctr_ok(&["tasks", "rm", "lim"]);
     d.ctr_ok(&["containers", "rm", "lim"]);
 
     // a process killed by the OOM killer: /tasks/oom, then the exit
-    let mut events = d
-        .ctr_cmd(&["events"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let events = d.ctr_events();
     let o = d.ctr(&[
         "run",
         "--rm",
@@ -445,8 +414,7 @@ fn ctr_run_options() {
     ]);
     assert_eq!(o.status.code(), Some(137), "sort was OOM-killed");
     std::thread::sleep(Duration::from_millis(300));
-    let _ = events.kill();
-    let ev = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let ev = common::events_output(events);
     let oom = ev
         .lines()
         .position(|l| l.contains("/tasks/oom") && l.contains("oom1"));

@@ -55,6 +55,24 @@ fn build_package(package: &str) {
     assert!(status.success(), "building {package} failed");
 }
 
+/// Polls `f` every 50 ms until it holds; fails the test after 20 s.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops a `ctr events` started by [`Berthd::ctr_events`]; what it printed.
+pub fn events_output(mut child: Child) -> String {
+    let _ = child.kill();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+}
+
 /// A berthd process on a private socket and root.
 pub struct Berthd {
     pub dir: tempfile::TempDir,
@@ -169,6 +187,29 @@ impl Berthd {
             self.log()
         );
         String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Starts `ctr events` against this berthd, subscribed by the time this returns (give it
+    /// to [`events_output`] to stop it and read what it printed).
+    pub fn ctr_events(&self) -> Child {
+        let child = self
+            .ctr_cmd(&["events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        child
+    }
+
+    /// Waits (up to 20 s) until `ctr tasks ls` shows task `id` STOPPED.
+    pub fn wait_stopped(&self, id: &str) {
+        wait_for(&format!("task {id} to stop"), || {
+            self.ctr_ok(&["tasks", "ls"])
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(id) && l.contains("STOPPED"))
+        });
     }
 
     /// Runs the `berth` CLI against this berthd.
