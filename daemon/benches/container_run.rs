@@ -34,6 +34,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+#[path = "util/mod.rs"]
+mod util;
+use util::{median, sh};
+
 /// The namespace both daemons run in (also the parent of ctr's cgroups, `/<ns>/<id>`).
 const NS: &str = "berth-bench-run";
 /// Sequential runs of figure 2.
@@ -41,29 +45,6 @@ const SEQ: usize = 50;
 /// Detached containers per daemon for figure 5.
 const SHIMS: usize = 5;
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn sh(cmd: &str) -> String {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
