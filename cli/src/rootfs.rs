@@ -142,8 +142,7 @@ fn look(layer: &Path, path: &str) -> Found {
 
 /// Mounts the root read-only on a temporary directory and reads `path` inside it.
 fn read_mounted(mounts: &[Mount], path: &str) -> Result<Option<Vec<u8>>> {
-    let dir = PathBuf::from(crate::stdio::FIFO_ROOT)
-        .with_file_name(format!("rootfs-{:016x}", fastrand::u64(..)));
+    let dir = Path::new(crate::stdio::RUN_DIR).join(format!("rootfs-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("making {}", dir.display()), &e))?;
     let mut ro: Vec<Mount> = mounts.to_vec();

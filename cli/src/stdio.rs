@@ -13,7 +13,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rustix::fs::{FileType, Mode};
@@ -21,6 +20,8 @@ use rustix::termios::{self, OptionalActions, Termios};
 
 use crate::error::{Error, Result};
 
+/// The client's own runtime directory (FIFOs, temporary mounts).
+pub const RUN_DIR: &str = "/run/berth";
 /// Where the FIFO directories are made (ctr uses `/run/containerd/fifo`).
 pub const FIFO_ROOT: &str = "/run/berth/fifo";
 
@@ -94,10 +95,12 @@ impl Fifos {
     /// Starts copying: stdout/stderr FIFOs to ours, our stdin to the stdin FIFO. Call before
     /// the task is created or right after; the output threads wait for the supervisor.
     pub fn attach(&self) -> Result<Attached> {
-        let mut outputs = Vec::new();
-        outputs.push(copy_out(self.stdout.clone(), false));
+        let (done_tx, outputs_done) = std::sync::mpsc::channel();
+        let mut outputs = 1;
+        copy_out(self.stdout.clone(), false, done_tx.clone());
         if let Some(p) = &self.stderr {
-            outputs.push(copy_out(p.clone(), true));
+            copy_out(p.clone(), true, done_tx);
+            outputs += 1;
         }
         let stdin = match &self.stdin {
             Some(p) => Some(
@@ -112,6 +115,7 @@ impl Fifos {
         let (stdin_done_tx, stdin_done) = async_channel::bounded(1);
         Ok(Attached {
             outputs,
+            outputs_done,
             stdin,
             stdin_done_tx,
             stdin_done,
@@ -126,37 +130,45 @@ impl Drop for Fifos {
 }
 
 /// One output thread: opens `fifo` (blocking until the supervisor's writer is there) and copies
-/// it to our stdout or stderr until end-of-file.
-fn copy_out(fifo: PathBuf, to_stderr: bool) -> JoinHandle<()> {
+/// it to our stdout or stderr until end-of-file, then reports on `done`.
+fn copy_out(fifo: PathBuf, to_stderr: bool, done: std::sync::mpsc::Sender<()>) {
     std::thread::spawn(move || {
-        let Ok(mut f) = File::open(&fifo) else {
-            return;
+        copy_fifo(&fifo, to_stderr);
+        let _ = done.send(());
+    });
+}
+
+fn copy_fifo(fifo: &Path, to_stderr: bool) {
+    let Ok(mut f) = File::open(fifo) else {
+        return;
+    };
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
-        let mut buf = vec![0u8; 32 << 10];
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            let w = if to_stderr {
-                let mut e = io::stderr().lock();
-                e.write_all(&buf[..n]).and_then(|()| e.flush())
-            } else {
-                let mut o = io::stdout().lock();
-                o.write_all(&buf[..n]).and_then(|()| o.flush())
-            };
-            if w.is_err() {
-                break;
-            }
+        let w = if to_stderr {
+            let mut e = io::stderr().lock();
+            e.write_all(&buf[..n]).and_then(|()| e.flush())
+        } else {
+            let mut o = io::stdout().lock();
+            o.write_all(&buf[..n]).and_then(|()| o.flush())
+        };
+        if w.is_err() {
+            break;
         }
-    })
+    }
 }
 
 /// Copying in progress.
 pub struct Attached {
-    outputs: Vec<JoinHandle<()>>,
+    /// How many output threads run.
+    outputs: usize,
+    /// One message per output thread that reached end-of-file.
+    outputs_done: std::sync::mpsc::Receiver<()>,
     /// Our end of the stdin FIFO until [`Attached::start_stdin`].
     stdin: Option<File>,
     stdin_done_tx: async_channel::Sender<()>,
@@ -195,12 +207,10 @@ impl Attached {
     /// the process has exited, so this returns as soon as the last bytes are out.
     pub fn drain(self, limit: Duration) {
         let deadline = std::time::Instant::now() + limit;
-        for h in self.outputs {
-            while !h.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if h.is_finished() {
-                let _ = h.join();
+        for _ in 0..self.outputs {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.outputs_done.recv_timeout(left).is_err() {
+                return;
             }
         }
     }

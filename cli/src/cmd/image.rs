@@ -39,7 +39,7 @@ use tonic::{Code, Status};
 
 use crate::client::Client;
 use crate::cmd::snapshot::{self, DEFAULT_SNAPSHOTTER};
-use crate::cmd::{label_paths, stdout_err, Failures};
+use crate::cmd::{label_paths, lease, stdout_err, Failures};
 use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
@@ -1537,19 +1537,9 @@ async fn mount(client: &Client, opts: Opts, a: MountArgs) -> Result<()> {
         let key = key.clone();
         async move {
             if with_snapshot {
-                if let Ok(req) = client.request(RemoveSnapshotRequest {
-                    snapshotter: sn.to_string(),
-                    key: key.clone(),
-                }) {
-                    let _ = client.snapshots().remove(req).await;
-                }
+                snapshot::remove_quietly(client, sn, &key).await;
             }
-            if let Ok(req) = client.request(DeleteLease {
-                id: key,
-                sync: false,
-            }) {
-                let _ = client.leases().delete(req).await;
-            }
+            lease::delete_quietly(client, &key).await;
         }
     };
 

@@ -16,6 +16,16 @@ use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
 
+/// Deletes lease `id`, best effort (cleanups; what it protected is then the GC's).
+pub async fn delete_quietly(client: &Client, id: &str) {
+    if let Ok(req) = client.request(DeleteRequest {
+        id: id.to_string(),
+        sync: false,
+    }) {
+        let _ = client.leases().delete(req).await;
+    }
+}
+
 /// `berth lease …`
 #[derive(Debug, Subcommand)]
 pub enum LeaseCommand {

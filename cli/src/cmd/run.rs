@@ -16,8 +16,8 @@ use berth_api::services::containers::v1::container::Runtime;
 use berth_api::services::containers::v1::{
     Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
 };
-use berth_api::services::leases::v1::{CreateRequest as CreateLease, DeleteRequest as DeleteLease};
-use berth_api::services::snapshots::v1::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use berth_api::services::leases::v1::CreateRequest as CreateLease;
+use berth_api::services::snapshots::v1::PrepareSnapshotRequest;
 use berth_api::services::tasks::v1::{
     CloseIoRequest, CreateTaskRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest,
     KillRequest, ResizePtyRequest, StartRequest, WaitRequest,
@@ -32,7 +32,8 @@ use tonic::Code;
 
 use crate::client::Client;
 use crate::cmd::image::{self, Documents, PullArgs};
-use crate::cmd::snapshot::DEFAULT_SNAPSHOTTER;
+use crate::cmd::lease;
+use crate::cmd::snapshot::{self, DEFAULT_SNAPSHOTTER};
 use crate::error::{Error, Result};
 use crate::stdio::{Attached, Fifos, RawTerminal};
 use crate::{output, rootfs, Opts};
@@ -330,7 +331,36 @@ pub async fn run(client: &Client, opts: Opts, a: RunArgs) -> Result<()> {
     let mut docs = Documents::new(client);
     let (config, chain) = image::image_config(&mut docs, &img, &image::host_platform()).await?;
 
-    // The container's snapshot, under a lease until the container record refers to it.
+    let plan = Plan {
+        a: &a,
+        image: img.name.clone(),
+        config: config.config,
+        chain: chain.to_string(),
+        sopts,
+        labels,
+        id,
+    };
+    create_and_run(client, opts, &plan).await
+}
+
+/// A container about to be made: what the user asked for, resolved against the image.
+struct Plan<'a> {
+    a: &'a RunArgs,
+    id: String,
+    /// The image record's name.
+    image: String,
+    /// The image config's execution part.
+    config: berth_core::image::ExecConfig,
+    /// The chain ID of the image's layers: the container snapshot's parent.
+    chain: String,
+    sopts: SpecOptions,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Prepares the snapshot (under a short lease, dropped once the container record holds the
+/// snapshot, so a GC in between cannot take it), creates the container and runs its task.
+async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>) -> Result<()> {
+    let (a, id) = (p.a, p.id.as_str());
     let lease = format!("berth-run-{id}-{:08x}", fastrand::u32(..));
     let expire = output::now().add_nanos(3_600_000_000_000);
     let lease_labels: HashMap<String, String> =
@@ -343,60 +373,22 @@ pub async fn run(client: &Client, opts: Opts, a: RunArgs) -> Result<()> {
         })?)
         .await
         .map_err(|s| client.err(&format!("lease {lease:?}"), &s))?;
-    create_and_run(
-        client,
-        opts,
-        &a,
-        &id,
-        &img,
-        &config,
-        &chain.to_string(),
-        &lease,
-        sopts,
-        labels,
-    )
-    .await
-}
-
-/// Everything after the lease was taken; the lease is dropped once the container holds the
-/// snapshot (or on failure).
-#[allow(clippy::too_many_arguments)]
-async fn create_and_run(
-    client: &Client,
-    opts: Opts,
-    a: &RunArgs,
-    id: &str,
-    img: &berth_api::services::images::v1::Image,
-    config: &berth_core::image::ImageConfig,
-    chain: &str,
-    lease: &str,
-    sopts: SpecOptions,
-    labels: std::collections::BTreeMap<String, String>,
-) -> Result<()> {
-    let drop_lease = || async {
-        if let Ok(req) = client.request(DeleteLease {
-            id: lease.to_string(),
-            sync: false,
-        }) {
-            let _ = client.leases().delete(req).await;
-        }
-    };
     let mounts = match client
         .snapshots()
         .prepare(client.request_in_lease(
             PrepareSnapshotRequest {
                 snapshotter: a.snapshotter.clone(),
                 key: id.to_string(),
-                parent: chain.to_string(),
+                parent: p.chain.clone(),
                 labels: HashMap::new(),
             },
-            lease,
+            &lease,
         )?)
         .await
     {
         Ok(r) => r.into_inner().mounts,
         Err(s) => {
-            drop_lease().await;
+            lease::delete_quietly(client, &lease).await;
             let e = if s.code() == Code::AlreadyExists {
                 Error::failed(format!(
                     "container {id:?} already exists in namespace {:?} (its snapshot does) — \
@@ -404,15 +396,15 @@ async fn create_and_run(
                     client.namespace()
                 ))
             } else {
-                client.err(&format!("snapshot {id:?} of image {:?}", img.name), &s)
+                client.err(&format!("snapshot {id:?} of image {:?}", p.image), &s)
             };
             return Err(e);
         }
     };
-    let created = create_container(client, a, id, img, config, &mounts, sopts, labels).await;
-    drop_lease().await;
+    let created = create_container(client, p, &mounts).await;
+    lease::delete_quietly(client, &lease).await;
     if let Err(e) = created {
-        remove_snapshot(client, &a.snapshotter, id).await;
+        snapshot::remove_quietly(client, &a.snapshotter, id).await;
         return Err(e);
     }
     let outcome = start_task(client, opts, a, id, &mounts).await;
@@ -420,37 +412,24 @@ async fn create_and_run(
         return outcome.map(|_| ());
     }
     if a.rm {
-        remove_container(client, &a.snapshotter, id).await;
+        if let Ok(req) = client.request(DeleteContainerRequest { id: id.to_string() }) {
+            let _ = client.containers().delete(req).await;
+        }
+        snapshot::remove_quietly(client, &a.snapshotter, id).await;
     }
     outcome.and_then(exit_with)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn create_container(
-    client: &Client,
-    a: &RunArgs,
-    id: &str,
-    img: &berth_api::services::images::v1::Image,
-    config: &berth_core::image::ImageConfig,
-    mounts: &[Mount],
-    sopts: SpecOptions,
-    labels: std::collections::BTreeMap<String, String>,
-) -> Result<()> {
-    let (passwd, group) = {
-        let mounts = mounts.to_vec();
-        blocking::unblock(move || {
-            Ok::<_, Error>((
-                rootfs::read_file(&mounts, "etc/passwd")?,
-                rootfs::read_file(&mounts, "etc/group")?,
-            ))
-        })
-        .await?
-    };
+/// Builds the spec (reading the image's account files from the snapshot) and creates the
+/// container record.
+async fn create_container(client: &Client, p: &Plan<'_>, mounts: &[Mount]) -> Result<()> {
+    let (a, id) = (p.a, p.id.as_str());
+    let (passwd, group) = account_files(mounts.to_vec()).await?;
     let files = ImageFiles {
         passwd: passwd.as_deref(),
         group: group.as_deref(),
     };
-    let spec = spec::generate(client.namespace(), id, &config.config, &files, &sopts)
+    let spec = spec::generate(client.namespace(), id, &p.config, &files, &p.sopts)
         .map_err(|e| Error::failed(format!("container {id:?}: {e}")))?;
     let options = a.runtime_binary.as_ref().map(|b| prost_types::Any {
         type_url: "containerd.runc.v1.Options".into(),
@@ -462,8 +441,8 @@ async fn create_container(
     });
     let container = Container {
         id: id.to_string(),
-        labels: labels.into_iter().collect(),
-        image: img.name.clone(),
+        labels: p.labels.clone().into_iter().collect(),
+        image: p.image.clone(),
         runtime: Some(Runtime {
             name: RUNTIME.into(),
             options,
@@ -668,21 +647,15 @@ async fn delete_task(client: &Client, id: &str) {
     }
 }
 
-async fn remove_snapshot(client: &Client, snapshotter: &str, key: &str) {
-    if let Ok(req) = client.request(RemoveSnapshotRequest {
-        snapshotter: snapshotter.to_string(),
-        key: key.to_string(),
-    }) {
-        let _ = client.snapshots().remove(req).await;
-    }
-}
-
-/// Removes container `id` and its snapshot (`--rm`).
-async fn remove_container(client: &Client, snapshotter: &str, id: &str) {
-    if let Ok(req) = client.request(DeleteContainerRequest { id: id.to_string() }) {
-        let _ = client.containers().delete(req).await;
-    }
-    remove_snapshot(client, snapshotter, id).await;
+/// The root's `/etc/passwd` and `/etc/group`, read off the caller's thread.
+async fn account_files(mounts: Vec<Mount>) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    blocking::unblock(move || {
+        Ok((
+            rootfs::read_file(&mounts, "etc/passwd")?,
+            rootfs::read_file(&mounts, "etc/group")?,
+        ))
+    })
+    .await
 }
 
 /// `berth task exec`.
@@ -714,20 +687,10 @@ pub async fn exec(client: &Client, _opts: Opts, a: ExecArgs) -> Result<()> {
         user: a.user.clone(),
         env: a.env.clone(),
     };
-    // Names in --user resolve through the container's root, read while it runs.
-    let (passwd, group) = if a
-        .user
-        .as_deref()
-        .is_some_and(|u| u.chars().any(|c| !c.is_ascii_digit() && c != ':'))
-    {
-        let mounts = mounts_of(client, &c.snapshotter, &c.snapshot_key).await?;
-        blocking::unblock(move || {
-            Ok::<_, Error>((
-                rootfs::read_file(&mounts, "etc/passwd")?,
-                rootfs::read_file(&mounts, "etc/group")?,
-            ))
-        })
-        .await?
+    // --user resolves through the container's root (names, and a uid's group and groups),
+    // as the container's own user did.
+    let (passwd, group) = if a.user.is_some() {
+        account_files(mounts_of(client, &c.snapshotter, &c.snapshot_key).await?).await?
     } else {
         (None, None)
     };

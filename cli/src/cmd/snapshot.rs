@@ -224,6 +224,17 @@ pub fn snapshot_err(client: &Client, snapshotter: &str, what: &str, s: &Status) 
     client.err(&format!("{what} (snapshotter {snapshotter})"), s)
 }
 
+/// Removes snapshot `key`, best effort: for cleanups after another failure or at the end of a
+/// `--rm` run, where a failure to remove has nothing left to stop.
+pub async fn remove_quietly(client: &Client, snapshotter: &str, key: &str) {
+    if let Ok(req) = client.request(RemoveSnapshotRequest {
+        snapshotter: snapshotter.to_string(),
+        key: key.to_string(),
+    }) {
+        let _ = client.snapshots().remove(req).await;
+    }
+}
+
 /// Every snapshot of `snapshotter` matching `filters`.
 pub async fn list(client: &Client, snapshotter: &str, filters: Vec<String>) -> Result<Vec<Info>> {
     let fail = |s: &Status| snapshot_err(client, snapshotter, "snapshots", s);

@@ -970,26 +970,33 @@ impl Runtime {
 
     /// The container's resource usage, read from its cgroup.
     pub fn metrics(&self, namespace: &str, id: &str) -> Result<Metrics, RuntimeError> {
+        let (membership, cfg_id) = self.cgroup(namespace, id)?;
+        membership
+            .and_then(|m| cgroup::metrics(&m))
+            .ok_or_else(|| RuntimeError::FailedPrecondition {
+                id: cfg_id,
+                reason: "its cgroup cannot be found".into(),
+            })
+    }
+
+    /// The container's cgroup (the spec's `cgroupsPath`, else its init's) and its runtime id.
+    fn cgroup(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<(Option<cgroup::Membership>, String), RuntimeError> {
         let (bundle, cfg) = self.task(namespace, id)?;
         let pid = read_pid_file(&bundle.join(INIT_PID_FILE));
         let spec = cgroups_path(&bundle);
-        cgroup::membership(spec.as_deref(), pid)
-            .and_then(|m| cgroup::metrics(&m))
-            .ok_or_else(|| RuntimeError::FailedPrecondition {
-                id: cfg.id,
-                reason: "its cgroup cannot be found".into(),
-            })
+        Ok((cgroup::membership(spec.as_deref(), pid), cfg.id))
     }
 
     /// How many of the container's processes the OOM killer has killed so far (0 if its
     /// cgroup cannot be read). Read when a process exits, before the task is deleted.
     pub fn oom_kills(&self, namespace: &str, id: &str) -> u64 {
-        let Ok((bundle, _)) = self.task(namespace, id) else {
-            return 0;
-        };
-        let pid = read_pid_file(&bundle.join(INIT_PID_FILE));
-        let spec = cgroups_path(&bundle);
-        cgroup::membership(spec.as_deref(), pid)
+        self.cgroup(namespace, id)
+            .ok()
+            .and_then(|(m, _)| m)
             .and_then(|m| cgroup::oom_kills(&m))
             .unwrap_or(0)
     }
