@@ -971,12 +971,12 @@ impl Runtime {
     /// The container's resource usage, read from its cgroup.
     pub fn metrics(&self, namespace: &str, id: &str) -> Result<Metrics, RuntimeError> {
         let (membership, cfg_id) = self.cgroup(namespace, id)?;
-        membership
-            .and_then(|m| cgroup::metrics(&m))
-            .ok_or_else(|| RuntimeError::FailedPrecondition {
+        membership.and_then(|m| cgroup::metrics(&m)).ok_or_else(|| {
+            RuntimeError::FailedPrecondition {
                 id: cfg_id,
                 reason: "its cgroup cannot be found".into(),
-            })
+            }
+        })
     }
 
     /// The container's cgroup (the spec's `cgroupsPath`, else its init's) and its runtime id.
