@@ -17,10 +17,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const NAMESPACES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("namespaces");
-const CONTENT: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("content");
-const LEASES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("leases");
-const IMAGES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("images");
-const CONTAINERS: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("containers");
+/// A table of JSON records keyed by (namespace, key).
+type NsTable = TableDefinition<'static, (&'static str, &'static str), &'static [u8]>;
+const CONTENT: NsTable = TableDefinition::new("content");
+const LEASES: NsTable = TableDefinition::new("leases");
+const IMAGES: NsTable = TableDefinition::new("images");
+const CONTAINERS: NsTable = TableDefinition::new("containers");
 /// Each snapshotter's snapshot tree, serialised (JSON), by snapshotter name.
 const SNAPSHOTTERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshotters");
 const LEASE_RESOURCES: TableDefinition<'_, (&str, &str, &str, &str), ()> =
@@ -347,35 +349,58 @@ impl Store {
         Ok(())
     }
 
-    // ---- content ---------------------------------------------------------------------------
-
-    /// A namespace's record of a blob.
-    pub fn content_get(&self, ns: &str, digest: &Digest) -> Result<Option<ContentRecord>> {
+    /// The JSON record under (`ns`, `key`) of a per-namespace table, or `None`.
+    fn ns_get<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: NsTable,
+        ns: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(CONTENT)?;
-        let key = digest.to_string();
-        Ok(match t.get((ns, key.as_str()))? {
+        let t = tx.open_table(table)?;
+        Ok(match t.get((ns, key))? {
             Some(v) => Some(serde_json::from_slice(v.value())?),
             None => None,
         })
     }
 
-    /// Every blob record of a namespace, sorted by digest.
-    pub fn content_list(&self, ns: &str) -> Result<Vec<(Digest, ContentRecord)>> {
+    /// Every JSON record of namespace `ns` in a per-namespace table, sorted by key.
+    fn ns_list<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: NsTable,
+        ns: &str,
+    ) -> Result<Vec<(String, T)>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(CONTENT)?;
+        let t = tx.open_table(table)?;
         let mut out = Vec::new();
         for row in t.range((ns, "")..)? {
             let (k, v) = row?;
-            let (kns, d) = k.value();
+            let (kns, key) = k.value();
             if kns != ns {
                 break;
             }
-            let digest = Digest::parse(d)
-                .map_err(|e| StoreError::Db(format!("bad digest key {d:?}: {e}")))?;
-            out.push((digest, serde_json::from_slice(v.value())?));
+            out.push((key.to_string(), serde_json::from_slice(v.value())?));
         }
         Ok(out)
+    }
+
+    // ---- content ---------------------------------------------------------------------------
+
+    /// A namespace's record of a blob.
+    pub fn content_get(&self, ns: &str, digest: &Digest) -> Result<Option<ContentRecord>> {
+        self.ns_get(CONTENT, ns, &digest.to_string())
+    }
+
+    /// Every blob record of a namespace, sorted by digest.
+    pub fn content_list(&self, ns: &str) -> Result<Vec<(Digest, ContentRecord)>> {
+        self.ns_list(CONTENT, ns)?
+            .into_iter()
+            .map(|(d, rec)| {
+                let digest = Digest::parse(&d)
+                    .map_err(|e| StoreError::Db(format!("bad digest key {d:?}: {e}")))?;
+                Ok((digest, rec))
+            })
+            .collect()
     }
 
     /// Records that `ns` has the blob `digest` (creating the namespace if needed) and, under a
@@ -470,28 +495,12 @@ impl Store {
 
     /// An image by name.
     pub fn image_get(&self, ns: &str, name: &str) -> Result<Option<ImageRecord>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(IMAGES)?;
-        Ok(match t.get((ns, name))? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        self.ns_get(IMAGES, ns, name)
     }
 
     /// A namespace's images, sorted by name.
     pub fn image_list(&self, ns: &str) -> Result<Vec<(String, ImageRecord)>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(IMAGES)?;
-        let mut out = Vec::new();
-        for row in t.range((ns, "")..)? {
-            let (k, v) = row?;
-            let (kns, name) = k.value();
-            if kns != ns {
-                break;
-            }
-            out.push((name.to_string(), serde_json::from_slice(v.value())?));
-        }
-        Ok(out)
+        self.ns_list(IMAGES, ns)
     }
 
     /// Creates an image. AlreadyExists if the name is taken.
@@ -628,28 +637,12 @@ impl Store {
 
     /// A lease, or `None`.
     pub fn lease_get(&self, ns: &str, id: &str) -> Result<Option<LeaseRecord>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(LEASES)?;
-        Ok(match t.get((ns, id))? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        self.ns_get(LEASES, ns, id)
     }
 
     /// A namespace's leases, sorted by id.
     pub fn lease_list(&self, ns: &str) -> Result<Vec<(String, LeaseRecord)>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(LEASES)?;
-        let mut out = Vec::new();
-        for row in t.range((ns, "")..)? {
-            let (k, v) = row?;
-            let (kns, id) = k.value();
-            if kns != ns {
-                break;
-            }
-            out.push((id.to_string(), serde_json::from_slice(v.value())?));
-        }
-        Ok(out)
+        self.ns_list(LEASES, ns)
     }
 
     /// Deletes a lease and its resource list. NotFound if missing.
@@ -704,28 +697,12 @@ impl Store {
 
     /// A container by id.
     pub fn container_get(&self, ns: &str, id: &str) -> Result<Option<ContainerRecord>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(CONTAINERS)?;
-        Ok(match t.get((ns, id))? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        self.ns_get(CONTAINERS, ns, id)
     }
 
     /// A namespace's containers, sorted by id.
     pub fn container_list(&self, ns: &str) -> Result<Vec<(String, ContainerRecord)>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(CONTAINERS)?;
-        let mut out = Vec::new();
-        for row in t.range((ns, "")..)? {
-            let (k, v) = row?;
-            let (kns, id) = k.value();
-            if kns != ns {
-                break;
-            }
-            out.push((id.to_string(), serde_json::from_slice(v.value())?));
-        }
-        Ok(out)
+        self.ns_list(CONTAINERS, ns)
     }
 
     /// Creates a container (the namespace comes into existence). AlreadyExists if the id is
