@@ -1544,45 +1544,38 @@ async fn mount(client: &Client, opts: Opts, a: MountArgs) -> Result<()> {
     };
 
     let what = format!("snapshot {key:?}");
-    let created = if a.rw {
-        match client.request_in_lease(
-            PrepareSnapshotRequest {
+    let created = async {
+        Ok(if a.rw {
+            let req = PrepareSnapshotRequest {
                 snapshotter: sn.to_string(),
                 key: key.clone(),
                 parent: parent.clone(),
                 labels: HashMap::new(),
-            },
-            &key,
-        ) {
-            Ok(req) => client
+            };
+            client
                 .snapshots()
-                .prepare(req)
+                .prepare(client.request_in_lease(req, &key)?)
                 .await
-                .map(|r| r.into_inner().mounts),
-            Err(e) => {
-                cleanup(false).await;
-                return Err(e);
-            }
-        }
-    } else {
-        match client.request_in_lease(
-            ViewSnapshotRequest {
+                .map(|r| r.into_inner().mounts)
+        } else {
+            let req = ViewSnapshotRequest {
                 snapshotter: sn.to_string(),
                 key: key.clone(),
                 parent: parent.clone(),
                 labels: HashMap::new(),
-            },
-            &key,
-        ) {
-            Ok(req) => client
+            };
+            client
                 .snapshots()
-                .view(req)
+                .view(client.request_in_lease(req, &key)?)
                 .await
-                .map(|r| r.into_inner().mounts),
-            Err(e) => {
-                cleanup(false).await;
-                return Err(e);
-            }
+                .map(|r| r.into_inner().mounts)
+        })
+    };
+    let created: std::result::Result<_, Status> = match created.await {
+        Ok(c) => c,
+        Err(e) => {
+            cleanup(false).await;
+            return Err(e);
         }
     };
     let mounts = match created {
