@@ -1,151 +1,20 @@
 //! End-to-end tests of the `berth` CLI against a real `berthd` from this workspace.
 //!
-//! Each test starts its own berthd on a socket in a fresh temporary directory
-//! (`--address <tmp>/s.sock --root <tmp>/root --state <tmp>/state`) and kills it when done.
-//!
-//! The daemon binary: `$BERTHD` if set; otherwise `berthd` next to the CLI binary under test
-//! (`target/<profile>/berthd`), built first with `cargo build -p berthd` if it is missing.
-//! A `berthd` binary that is present but older than the daemon's sources is used as it is, so
-//! build the workspace (`cargo build --workspace`, or `cargo test --workspace`, which builds
-//! every binary) before running these tests on their own.
+//! Each test starts its own berthd (see `common/mod.rs`: where the daemon binary comes from,
+//! and why to build the workspace before running these tests on their own) and kills it when
+//! done.
+
+mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_core::digest::Hasher;
 use berth_core::{Algorithm, Digest};
+use common::{stderr, Daemon, CLI};
 use serde_json::Value;
-
-const CLI: &str = env!("CARGO_BIN_EXE_berth");
-
-/// Finds (or builds once) the berthd binary.
-fn berthd_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("BERTHD") {
-            return PathBuf::from(p);
-        }
-        let cli = Path::new(CLI);
-        let bin = cli.with_file_name("berthd");
-        if !bin.exists() {
-            let profile_dir = cli.parent().expect("CLI binary has a directory");
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let target_dir = profile_dir.parent().expect("target dir");
-            let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-            cmd.args(["build", "-p", "berthd", "--manifest-path"])
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-                .arg("--target-dir")
-                .arg(target_dir);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("running cargo build -p berthd");
-            assert!(status.success(), "cargo build -p berthd failed");
-        }
-        assert!(bin.exists(), "no berthd at {}", bin.display());
-        bin
-    })
-    .clone()
-}
-
-/// A running berthd in its own temporary directory; killed (by pid) on drop.
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("s.sock");
-        let log = std::fs::File::create(dir.path().join("berthd.log")).expect("log file");
-        let child = Command::new(berthd_bin())
-            .arg("--address")
-            .arg(&sock)
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting berthd");
-        let mut d = Daemon { child, dir, sock };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&d.sock).is_err() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("berthd exited early ({st}); log:\n{}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berthd did not listen; log:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A `berth` command aimed at this daemon (through BERTH_ADDRESS, as a user would).
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(CLI);
-        c.env("BERTH_ADDRESS", &self.sock)
-            .env_remove("BERTH_NAMESPACE")
-            .args(args);
-        c
-    }
-
-    /// Runs `berth ARGS`, returning the output whatever the exit code.
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("running berth")
-    }
-
-    /// Runs `berth ARGS`, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
-    }
-
-    /// Runs `berth --json ARGS` and parses stdout.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("berth {a:?}: bad JSON {e}: {out}"))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Deterministic pseudo-random bytes (xorshift64*), so files do not compress or repeat.
 fn write_random_file(path: &Path, len: usize, seed: u64) -> Digest {

@@ -2,387 +2,27 @@
 //! `docker-registry` on a free loopback port, with a busybox image built and pushed here.
 //!
 //! Each test starts its own berthd (`--address/--root/--state` in a fresh temporary directory)
-//! and registry, and stops both when done. The daemon binary is found as in `tests/cli.rs`:
-//! `$BERTHD`, else `berthd` beside the CLI binary, built with `cargo build -p berthd` if
-//! missing. Host tools: `docker-registry`, `busybox` (static), `tar`, `gzip`; mounting needs
+//! and registry, and stops both when done (both from `common/`; the registry code is berthd's
+//! `tests/common/registry.rs`). The daemon binary is found as `common/mod.rs` says: `$BERTHD`,
+//! else `berthd` beside the CLI binary, built with `cargo build -p berthd` if missing. Host tools: `docker-registry`, `busybox` (static), `tar`, `gzip`; mounting needs
 //! root and overlayfs.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+mod common;
 
-use berth_core::digest::Hasher;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
 use berth_core::image::chain::chain_ids;
-use berth_core::{Algorithm, Digest};
+use berth_core::Digest;
+use common::registry::{
+    gzip_tar, host_busybox, pseudo_random, push_image, require, PushedImage, Registry,
+};
+use common::{stderr, Daemon, CLI};
 use serde_json::Value;
 
-const CLI: &str = env!("CARGO_BIN_EXE_berth");
-
 // ---------------------------------------------------------------------------------------------
-// berthd
-
-/// Finds (or builds once) the berthd binary.
-fn berthd_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("BERTHD") {
-            return PathBuf::from(p);
-        }
-        let cli = Path::new(CLI);
-        let bin = cli.with_file_name("berthd");
-        if !bin.exists() {
-            let profile_dir = cli.parent().expect("CLI binary has a directory");
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let target_dir = profile_dir.parent().expect("target dir");
-            let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-            cmd.args(["build", "-p", "berthd", "--manifest-path"])
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-                .arg("--target-dir")
-                .arg(target_dir);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("running cargo build -p berthd");
-            assert!(status.success(), "cargo build -p berthd failed");
-        }
-        assert!(bin.exists(), "no berthd at {}", bin.display());
-        bin
-    })
-    .clone()
-}
-
-/// Fails the test with a clear message if a host tool is missing.
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{tool} is not installed: run `apt-get install {package}`"
-    );
-}
-
-/// A running berthd in its own temporary directory; killed (by pid) on drop.
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("s.sock");
-        let log = std::fs::File::create(dir.path().join("berthd.log")).expect("log file");
-        let child = Command::new(berthd_bin())
-            .arg("--address")
-            .arg(&sock)
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--state")
-            .arg(dir.path().join("state"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting berthd");
-        let mut d = Daemon { child, dir, sock };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&d.sock).is_err() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("berthd exited early ({st}); log:\n{}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berthd did not listen; log:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs `berth ARGS` (aimed at this daemon through BERTH_ADDRESS), whatever the exit code.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(CLI)
-            .env("BERTH_ADDRESS", &self.sock)
-            .env_remove("BERTH_NAMESPACE")
-            .env_remove("BERTH_SNAPSHOTTER")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running berth")
-    }
-
-    /// Runs `berth ARGS`, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            stderr(&out),
-            self.log()
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
-    }
-
-    /// Runs `berth ARGS`, asserts it failed with `code`, returns stderr.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "berth {args:?}: expected exit {code}:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            stderr(&out)
-        );
-        stderr(&out)
-    }
-
-    /// Runs `berth --json ARGS` and parses stdout.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("berth {a:?}: bad JSON {e}: {out}"))
-    }
-
-    /// `berth image pull REF`, asserting success; returns (stdout, stderr).
-    fn pull(&self, args: &[&str]) -> (String, String) {
-        let mut a = vec!["image", "pull"];
-        a.extend_from_slice(args);
-        let out = self.run(&a);
-        assert!(
-            out.status.success(),
-            "berth {a:?} failed ({}):\nstdout: {}\nstderr: {}\nberthd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            stderr(&out),
-            self.log()
-        );
-        let err = stderr(&out);
-        (String::from_utf8(out.stdout).unwrap(), err)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    let mut h = Hasher::new(Algorithm::Sha256);
-    h.update(data);
-    h.digest()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The registry and the image
-
-/// Status code, headers and body.
-type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// A minimal HTTP/1.1 client (one request per connection), enough to talk to the registry.
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let code = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    Ok((code, headers, raw[split + 4..].to_vec()))
-}
-
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
-}
-
-/// A docker-registry (distribution v2) on a free loopback port; killed on drop.
-struct Registry {
-    addr: String,
-    _dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        require("docker-registry", "docker-registry");
-        let dir = tempfile::tempdir().unwrap();
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let addr = format!("127.0.0.1:{port}");
-            let cfg = dir.path().join("config.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: \
-                     {{rootdirectory: {}}}\nhttp:\n  addr: {addr}\n",
-                    dir.path().join("data").display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start docker-registry");
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                if child.try_wait().unwrap().is_some() {
-                    break; // the port was taken meanwhile: try another
-                }
-                if let Ok((200, _, _)) = http(&addr, "GET", "/v2/", &[], &[]) {
-                    return Registry {
-                        addr,
-                        _dir: dir,
-                        child,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("docker-registry did not start");
-    }
-
-    /// Uploads a blob (monolithic POST + PUT) and returns its digest.
-    fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
-        let digest = sha256(data);
-        let (code, headers, _) = http(
-            &self.addr,
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/"),
-            &[],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(code, 202, "start upload");
-        let loc = header(&headers, "location").expect("upload location");
-        let path = loc
-            .split_once(&self.addr)
-            .map_or(loc.as_str(), |(_, p)| p)
-            .to_string();
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let (code, _, body) = http(
-            &self.addr,
-            "PUT",
-            &format!("{path}{sep}digest={digest}"),
-            &[("Content-Type", "application/octet-stream")],
-            data,
-        )
-        .unwrap();
-        assert_eq!(
-            code,
-            201,
-            "finish upload: {}",
-            String::from_utf8_lossy(&body)
-        );
-        digest
-    }
-
-    fn push_manifest(&self, repo: &str, tag: &str, media_type: &str, data: &[u8]) -> Digest {
-        let (code, _, body) = http(
-            &self.addr,
-            "PUT",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &[("Content-Type", media_type)],
-            data,
-        )
-        .unwrap();
-        assert_eq!(
-            code,
-            201,
-            "push manifest: {}",
-            String::from_utf8_lossy(&body)
-        );
-        sha256(data)
-    }
-
-    /// The status of `GET /v2/<repo>/manifests/<tag>`.
-    fn manifest_status(&self, repo: &str, tag: &str) -> u16 {
-        let accept = "application/vnd.oci.image.manifest.v1+json, \
-                      application/vnd.oci.image.index.v1+json";
-        http(
-            &self.addr,
-            "GET",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &[("Accept", accept)],
-            &[],
-        )
-        .map_or(0, |(code, _, _)| code)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// The image
 
 /// The documents and blobs of an image built here.
 struct TestImage {
@@ -414,64 +54,25 @@ impl TestImage {
     }
 }
 
-/// A deterministic tar (and its gzip) of a directory's contents.
-fn gzip_tar(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let tar = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "-C",
-        ])
-        .arg(dir)
-        .args(["-cf", "-", "."])
-        .output()
-        .expect("tar");
-    assert!(tar.status.success());
-    let mut gz = Command::new("gzip")
-        .args(["-n", "-c"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = gz.stdin.take().unwrap();
-    let data = tar.stdout.clone();
-    let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
-    let out = gz.wait_with_output().unwrap();
-    writer.join().unwrap();
-    (tar.stdout, out.stdout)
-}
-
-/// Deterministic incompressible bytes (xorshift).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
+impl From<PushedImage> for TestImage {
+    fn from(p: PushedImage) -> TestImage {
+        let digest = |d: &String| d.parse::<Digest>().expect("a digest");
+        TestImage {
+            reference: p.reference,
+            manifest_digest: digest(&p.manifest),
+            manifest: p.manifest_bytes,
+            config_digest: digest(&p.config),
+            config: p.config_bytes,
+            layers: p.layers.iter().map(digest).zip(p.layer_bytes).collect(),
+            diff_ids: p.diff_ids.iter().map(digest).collect(),
+        }
     }
-    out.truncate(len);
-    out
-}
-
-/// The host's busybox binary.
-fn host_busybox() -> PathBuf {
-    require("busybox", "busybox-static");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("command -v busybox")
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// Builds a busybox image (OCI manifest; a gzip layer with bin/busybox, bin/sh, etc/passwd)
 /// plus a second layer holding `blob.bin` of `extra_bytes` pseudo-random bytes, and pushes it
-/// as `repo:tag`.
+/// as `repo:tag`. (Smaller than `registry::push_busybox`'s image, which berthd's tests run
+/// containers of: the mount tests here compare its files.)
 fn push_busybox(reg: &Registry, repo: &str, tag: &str, extra_bytes: usize) -> TestImage {
     let tree = tempfile::tempdir().unwrap();
     for d in ["bin", "etc", "tmp"] {
@@ -488,7 +89,7 @@ fn push_busybox(reg: &Registry, repo: &str, tag: &str, extra_bytes: usize) -> Te
     let extra = tempfile::tempdir().unwrap();
     std::fs::write(extra.path().join("blob.bin"), pseudo_random(extra_bytes, 7)).unwrap();
     tars.push(gzip_tar(extra.path()));
-    push_image(reg, repo, tag, tars)
+    push_image(reg, repo, tag, tars).into()
 }
 
 /// Builds an image of `count` layers, layer `i` holding the file `fNNN` (`layer i`), and
@@ -501,62 +102,7 @@ fn push_layers(reg: &Registry, repo: &str, tag: &str, count: usize) -> TestImage
             gzip_tar(dir.path())
         })
         .collect();
-    push_image(reg, repo, tag, tars)
-}
-
-/// Pushes an image of these (tar, tar.gz) layers, base first, with an OCI manifest and a
-/// config for the host's architecture.
-fn push_image(reg: &Registry, repo: &str, tag: &str, tars: Vec<(Vec<u8>, Vec<u8>)>) -> TestImage {
-    let diff_ids: Vec<Digest> = tars.iter().map(|(tar, _)| sha256(tar)).collect();
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let config = format!(
-        r#"{{"architecture":"{arch}","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        diff_ids
-            .iter()
-            .map(|d| format!("\"{d}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    )
-    .into_bytes();
-    let config_digest = reg.push_blob(repo, &config);
-    let layers: Vec<(Digest, Vec<u8>)> = tars
-        .into_iter()
-        .map(|(_, gz)| (reg.push_blob(repo, &gz), gz))
-        .collect();
-    let layer_descs: Vec<String> = layers
-        .iter()
-        .map(|(d, gz)| {
-            format!(
-                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d}","size":{}}}"#,
-                gz.len()
-            )
-        })
-        .collect();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        layer_descs.join(",")
-    )
-    .into_bytes();
-    let manifest_digest = reg.push_manifest(
-        repo,
-        tag,
-        "application/vnd.oci.image.manifest.v1+json",
-        &manifest,
-    );
-    TestImage {
-        reference: format!("{}/{repo}:{tag}", reg.addr),
-        manifest,
-        manifest_digest,
-        config,
-        config_digest,
-        layers,
-        diff_ids,
-    }
+    push_image(reg, repo, tag, tars).into()
 }
 
 /// Writes `img` as an OCI image layout tar, named `name` by its index annotation.

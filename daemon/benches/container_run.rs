@@ -26,16 +26,15 @@
 //! berth-shim -- -C target-feature=+crt-static`. Without them it says what is missing and
 //! measures nothing. Until `berth run` exists, its rows say so and the rest is measured.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
-
+#[path = "../tests/common/registry.rs"]
+mod registry;
 #[path = "util/mod.rs"]
 mod util;
+use registry::{push_image, Registry};
 use util::{median, sh};
 
 /// The namespace both daemons run in (also the parent of ctr's cgroups, `/<ns>/<id>`).
@@ -74,13 +73,6 @@ fn timed(cmd: &mut Command) -> Result<f64, String> {
             String::from_utf8_lossy(&o.stderr).trim()
         ))
     }
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A field of /proc/PID/status, in bytes (kB fields) or as is (counts).
@@ -151,157 +143,6 @@ fn shims(base: &Path) -> (Vec<u32>, Vec<u32>) {
     (berth, containerd)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Status code, headers and body.
-type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// One HTTP/1.1 request per connection: (status, headers, body). Enough for the registry.
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let code = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let hdrs = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    Ok((code, hdrs, raw[split + 4..].to_vec()))
-}
-
-/// A docker-registry on a free loopback port, its storage under `dir`.
-struct Registry {
-    addr: String,
-    child: Child,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        std::fs::create_dir_all(dir).unwrap();
-        for _ in 0..5 {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let cfg = dir.join("config.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: {addr}\n",
-                    dir.join("data").display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start docker-registry");
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                if child.try_wait().unwrap().is_some() {
-                    break; // the port was taken meanwhile: another one
-                }
-                if let Ok((200, _, _)) = http(&addr, "GET", "/v2/", &[], &[]) {
-                    return Registry { addr, child };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("docker-registry did not start");
-    }
-
-    /// Monolithic upload (POST, then PUT with the digest); returns the digest.
-    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = format!("sha256:{}", sha256_hex(data));
-        let (code, headers, _) = http(
-            &self.addr,
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/"),
-            &[],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(code, 202, "start upload");
-        let loc = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-            .map(|(_, v)| v.clone())
-            .expect("upload location");
-        let path = loc
-            .split_once(&self.addr)
-            .map_or(loc.as_str(), |(_, p)| p)
-            .to_string();
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let (code, _, body) = http(
-            &self.addr,
-            "PUT",
-            &format!("{path}{sep}digest={digest}"),
-            &[("Content-Type", "application/octet-stream")],
-            data,
-        )
-        .unwrap();
-        assert_eq!(code, 201, "upload: {}", String::from_utf8_lossy(&body));
-        digest
-    }
-
-    fn push_manifest(&self, repo: &str, tag: &str, data: &[u8]) {
-        let (code, _, body) = http(
-            &self.addr,
-            "PUT",
-            &format!("/v2/{repo}/manifests/{tag}"),
-            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
-            data,
-        )
-        .unwrap();
-        assert_eq!(code, 201, "manifest: {}", String::from_utf8_lossy(&body));
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Builds the busybox layer under `dir` (tree, `layer.tar`), pushes the image as
 /// `bench/busybox:latest` and returns its reference and the layer tar's path.
 fn push_busybox(reg: &Registry, dir: &Path) -> (String, PathBuf) {
@@ -324,20 +165,8 @@ fn push_busybox(reg: &Registry, dir: &Path) -> (String, PathBuf) {
     ));
     let tar_bytes = std::fs::read(&tar).unwrap();
     let gz = std::fs::read(dir.join("layer.tar.gz")).unwrap();
-    let repo = "bench/busybox";
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
-        sha256_hex(&tar_bytes)
-    );
-    let config_digest = reg.push_blob(repo, config.as_bytes());
-    let layer_digest = reg.push_blob(repo, &gz);
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{}}}]}}"#,
-        config.len(),
-        gz.len()
-    );
-    reg.push_manifest(repo, "latest", manifest.as_bytes());
-    (format!("{}/{repo}:latest", reg.addr), tar)
+    let image = push_image(reg, "bench/busybox", "latest", vec![(tar_bytes, gz)]);
+    (image.reference, tar)
 }
 
 /// berthd or containerd, private under its own directory; killed when dropped.
@@ -746,7 +575,7 @@ fn main() {
     let pid = std::process::id();
     let scratch = Scratch::new(PathBuf::from(format!("/var/tmp/berth-bench-run-{pid}")));
     let base = scratch.base.clone();
-    let reg = Registry::start(&base.join("registry"));
+    let reg = Registry::start_in(&base.join("registry"));
     let (image, layer_tar) = push_busybox(&reg, &base.join("image"));
 
     // The floor: `runc run` of an OCI bundle (runc spec's defaults) of the same rootfs.
