@@ -4,7 +4,7 @@
 //! restate the exported function's contract; the exported functions call them inside
 //! `// SAFETY:`-commented blocks.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 
 use crate::result::berth_result;
 
@@ -44,6 +44,30 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char) -> Result<&'a str, berth_resu
     s.to_str().map_err(|_| berth_result::BERTH_ERR_INVALID)
 }
 
+/// Borrows an array of `len` `T`s at `p`. NULL is allowed when `len` is 0.
+///
+/// Errors: NULL with `len > 0` gives `BERTH_ERR_NULL`; an array of more than `isize::MAX` bytes
+/// gives `BERTH_ERR_INVALID`.
+///
+/// # Safety
+///
+/// If `len > 0` and `p` is not NULL, `p` points to `len` readable, aligned and initialised `T`s
+/// that stay alive and unchanged for `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, len: usize) -> Result<&'a [T], berth_result> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(berth_result::BERTH_ERR_NULL);
+    }
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(berth_result::BERTH_ERR_INVALID);
+    }
+    // SAFETY: `p` is not NULL, the size fits in isize, and the caller promises `len` readable,
+    // aligned `T`s live for `'a`.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
 /// Borrows `len` bytes at `p`. NULL is allowed when `len` is 0.
 ///
 /// Errors: NULL with `len > 0` gives `BERTH_ERR_NULL`; `len > isize::MAX` gives
@@ -54,18 +78,8 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char) -> Result<&'a str, berth_resu
 /// If `len > 0` and `p` is not NULL, `p` points to `len` readable bytes that stay alive and
 /// unchanged for `'a`.
 pub(crate) unsafe fn bytes_arg<'a>(p: *const u8, len: usize) -> Result<&'a [u8], berth_result> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(berth_result::BERTH_ERR_NULL);
-    }
-    if isize::try_from(len).is_err() {
-        return Err(berth_result::BERTH_ERR_INVALID);
-    }
-    // SAFETY: `p` is not NULL, `len` fits in isize, and the caller promises `len` readable bytes
-    // live for `'a`. `u8` has no alignment requirement.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    // SAFETY: the caller's promise is that of `slice_arg`; `u8` has no alignment requirement.
+    unsafe { slice_arg(p, len) }
 }
 
 /// Writes `value` through an out-pointer, which may point to uninitialised memory.
@@ -119,6 +133,23 @@ pub(crate) unsafe fn write_str(
         buf.add(text.len()).write(0);
     }
     berth_result::BERTH_OK
+}
+
+/// A C string of `s`. Strings handed to C come from C strings, digests and fixed names, but a
+/// loaded snapshot tree or task table may hold a `\0` (JSON can escape one): it is replaced by
+/// `?` rather than cut, keeping the length.
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "?")).unwrap_or_default()
+}
+
+/// Keeps `s` as a C string in `store` and returns its pointer and length (without the NUL).
+/// Moving a `CString` does not move its buffer, so the pointer stays valid while `store` holds
+/// it.
+pub(crate) fn keep(store: &mut Vec<CString>, s: &str) -> (*const c_char, usize) {
+    let c = c_string(s);
+    let lent = (c.as_ptr(), c.as_bytes().len());
+    store.push(c);
+    lent
 }
 
 /// Copies `text` into a fixed, NUL-terminated C array, cutting it to `N - 1` bytes if needed.
@@ -180,6 +211,33 @@ mod tests {
         // SAFETY: a NULL buffer with a length is refused before any write.
         let r = unsafe { write_str("abc", std::ptr::null_mut(), 8, &mut written) };
         assert_eq!(r, berth_result::BERTH_ERR_NULL);
+    }
+
+    #[test]
+    fn slice_arg_refuses_null_and_oversized_arrays() {
+        // SAFETY: NULL with len 0 is allowed by the contract.
+        let s = unsafe { slice_arg(std::ptr::null::<u64>(), 0) };
+        assert_eq!(s, Ok(&[][..]));
+        // SAFETY: NULL is never dereferenced.
+        let s = unsafe { slice_arg(std::ptr::null::<u64>(), 1) };
+        assert_eq!(s, Err(berth_result::BERTH_ERR_NULL));
+        // SAFETY: a length over isize::MAX bytes is refused before any read.
+        let s = unsafe { slice_arg(std::ptr::dangling::<u64>(), usize::MAX / 8 + 1) };
+        assert_eq!(s, Err(berth_result::BERTH_ERR_INVALID));
+        let items = [1u64, 2, 3];
+        // SAFETY: `items` is 3 readable u64s that outlive `s`.
+        let s = unsafe { slice_arg(items.as_ptr(), items.len()) };
+        assert_eq!(s, Ok(&items[..]));
+    }
+
+    #[test]
+    fn kept_strings_replace_nul_and_stay_put() {
+        let mut store = Vec::new();
+        let (p, len) = keep(&mut store, "a\0b");
+        let _ = keep(&mut store, "more, moving nothing");
+        assert_eq!(len, 3);
+        // SAFETY: `store` holds the string `p` points into.
+        assert_eq!(unsafe { CStr::from_ptr(p) }.to_bytes(), b"a?b");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::ffi::c_char;
 use berth_core::{Algorithm, Digest};
 
 use crate::arg::{bytes_arg, str_arg, write_out, write_str};
+use crate::handle::{box_out, free_box};
 use crate::panic::ffi_panic_boundary;
 use crate::result::berth_result;
 
@@ -16,12 +17,6 @@ pub const BERTH_DIGEST_STRING_MAX: usize = 136;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct berth_digest {
     pub(crate) digest: Digest,
-}
-
-impl berth_digest {
-    pub(crate) fn boxed(digest: Digest) -> *mut berth_digest {
-        Box::into_raw(Box::new(berth_digest { digest }))
-    }
 }
 
 /// A digest algorithm.
@@ -69,8 +64,7 @@ pub unsafe extern "C" fn berth_digest_parse(
             return berth_result::BERTH_ERR_INVALID;
         };
         // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, berth_digest::boxed(digest)) });
-        berth_result::BERTH_OK
+        unsafe { box_out(out, berth_digest { digest }) }
     })
 }
 
@@ -93,9 +87,9 @@ pub unsafe extern "C" fn berth_digest_sha256(
         try_ok!(unsafe { write_out(out, std::ptr::null_mut()) });
         // SAFETY: the caller promises `data` is NULL or valid for `len` bytes.
         let data = try_ok!(unsafe { bytes_arg(data, len) });
+        let digest = Digest::sha256(data);
         // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, berth_digest::boxed(Digest::sha256(data))) });
-        berth_result::BERTH_OK
+        unsafe { box_out(out, berth_digest { digest }) }
     })
 }
 
@@ -106,13 +100,9 @@ pub unsafe extern "C" fn berth_digest_sha256(
 /// `digest` is NULL or was returned by this library and not freed yet. It must not be used after.
 #[no_mangle]
 pub unsafe extern "C" fn berth_digest_free(digest: *mut berth_digest) {
-    ffi_panic_boundary(|| {
-        if !digest.is_null() {
-            // SAFETY: the caller promises `digest` came from `Box::into_raw` in this library and
-            // is freed once.
-            drop(unsafe { Box::from_raw(digest) });
-        }
-    })
+    // SAFETY: the caller promises `digest` is NULL or came from this library (`box_out`) and is
+    // freed once.
+    unsafe { free_box(digest) }
 }
 
 /// Writes the digest as `algorithm:hex` and a NUL into `buf` (`len` bytes; at most

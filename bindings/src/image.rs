@@ -7,6 +7,7 @@ use std::ffi::c_char;
 use berth_core::image::{Matcher, Platform, Reference};
 
 use crate::arg::{str_arg, write_out, write_str};
+use crate::handle::{box_out, free_box};
 use crate::panic::ffi_panic_boundary;
 use crate::result::berth_result;
 
@@ -58,10 +59,8 @@ unsafe fn parse_into<T>(
         let Some(value) = parse(s) else {
             return berth_result::BERTH_ERR_INVALID;
         };
-        let boxed = Box::into_raw(Box::new(value));
         // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, boxed) });
-        berth_result::BERTH_OK
+        unsafe { box_out(out, value) }
     })
 }
 
@@ -100,13 +99,9 @@ pub unsafe extern "C" fn berth_reference_parse(
 /// after.
 #[no_mangle]
 pub unsafe extern "C" fn berth_reference_free(reference: *mut berth_reference) {
-    ffi_panic_boundary(|| {
-        if !reference.is_null() {
-            // SAFETY: the caller promises `reference` came from `Box::into_raw` in this library
-            // and is freed once.
-            drop(unsafe { Box::from_raw(reference) });
-        }
-    })
+    // SAFETY: the caller promises `reference` is NULL or came from this library (`box_out`) and
+    // is freed once.
+    unsafe { free_box(reference) }
 }
 
 /// Copies one text of a reference into the caller's buffer, inside the panic boundary.
@@ -284,13 +279,9 @@ pub unsafe extern "C" fn berth_platform_parse(
 /// after.
 #[no_mangle]
 pub unsafe extern "C" fn berth_platform_free(platform: *mut berth_platform) {
-    ffi_panic_boundary(|| {
-        if !platform.is_null() {
-            // SAFETY: the caller promises `platform` came from `Box::into_raw` in this library
-            // and is freed once.
-            drop(unsafe { Box::from_raw(platform) });
-        }
-    })
+    // SAFETY: the caller promises `platform` is NULL or came from this library (`box_out`) and
+    // is freed once.
+    unsafe { free_box(platform) }
 }
 
 /// Writes the platform as containerd's `platforms.Format` does (`linux/arm64/v8`) and a NUL

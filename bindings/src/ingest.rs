@@ -16,8 +16,9 @@ use berth_core::op::{Completion, FileStat, Handle, Op, OpError, OpId, OpKind, Op
 use berth_core::{Digest, Instant, Machine, Output};
 use bytes::Bytes;
 
-use crate::arg::{bytes_arg, fixed_str, str_arg, write_out, write_str};
+use crate::arg::{bytes_arg, c_string, fixed_str, str_arg, write_out};
 use crate::digest::{berth_digest, BERTH_DIGEST_STRING_MAX};
+use crate::handle::{box_out, free_box, last_error_out, CallHandle, CallState};
 use crate::panic::ffi_panic_boundary;
 use crate::result::berth_result;
 
@@ -320,56 +321,37 @@ pub struct berth_ingest {
     reference: CString,
     /// Names of outstanding operations, for the `OpError` of a failed completion.
     op_names: HashMap<u64, &'static str>,
-    /// Storage behind the pointers of the last polled output.
-    lent: Lent,
-    last_error: Option<String>,
-    /// Set while a call runs; still set afterwards only if the call panicked.
-    poisoned: bool,
-    #[cfg(test)]
-    panic_on_next_call: bool,
+    /// Calls, failures and the storage behind the pointers of the last polled output.
+    state: CallState<Lent>,
 }
 
 /// What the pointers of the last `berth_output` point into.
 #[derive(Default)]
-struct Lent {
+pub(crate) struct Lent {
     op: Option<Op>,
     path: Option<CString>,
     to: Option<CString>,
     reason: Option<CString>,
 }
 
-/// A C string of `s`. Paths and messages never hold NUL (they are built from C strings, digests
-/// and fixed names); should one appear it is replaced rather than cut, keeping the length.
-fn c_string(s: &str) -> CString {
-    CString::new(s.replace('\0', "?")).unwrap_or_default()
-}
-
 fn lend(s: &CString) -> (*const c_char, usize) {
     (s.as_ptr(), s.as_bytes().len())
 }
 
-impl berth_ingest {
-    /// Runs one call: refuses it if an earlier call panicked, retires the pointers lent by the
-    /// last poll, and leaves the handle poisoned if `f` panics.
-    fn call(&mut self, f: impl FnOnce(&mut Self) -> berth_result) -> berth_result {
-        if self.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
-        self.poisoned = true;
-        // Retired, but dropped only after the call: arguments may still point into it.
-        let _retired = std::mem::take(&mut self.lent);
-        #[cfg(test)]
-        if std::mem::take(&mut self.panic_on_next_call) {
-            panic!("injected panic");
-        }
-        let r = f(self);
-        self.poisoned = false;
-        r
+impl CallHandle for berth_ingest {
+    type Lent = Lent;
+    const NAME: &'static str = "ingest";
+    fn state(&self) -> &CallState<Lent> {
+        &self.state
     }
+    fn state_mut(&mut self) -> &mut CallState<Lent> {
+        &mut self.state
+    }
+}
 
+impl berth_ingest {
     fn fail(&mut self, e: &IngestError) -> berth_result {
-        self.last_error = Some(e.to_string());
-        e.into()
+        self.state.fail(e.into(), e.to_string())
     }
 
     fn handle(&mut self, now: u64, input: Input) -> berth_result {
@@ -471,7 +453,7 @@ impl berth_ingest {
                 c.kind = berth_op_kind::BERTH_OP_WRITE;
                 c.handle = handle.0;
                 c.offset = *offset;
-                // `Bytes` keeps its buffer in place when the `Op` moves into `self.lent`.
+                // `Bytes` keeps its buffer in place when the `Op` moves into `self.state.lent`.
                 (c.data, c.data_len) = (data.as_ptr(), data.len());
             }
             OpKind::Read {
@@ -547,9 +529,9 @@ impl berth_ingest {
             (c.to, c.to_len) = lend(t);
         }
         // Moving the owners does not move their heap buffers, so the pointers above stay valid.
-        self.lent.op = Some(op);
-        self.lent.path = path;
-        self.lent.to = to;
+        self.state.lent.op = Some(op);
+        self.state.lent.path = path;
+        self.state.lent.to = to;
         c
     }
 
@@ -571,7 +553,7 @@ impl berth_ingest {
                     Recovery::Restarted { reason } => {
                         let reason = c_string(&reason);
                         (done.recovery_reason, done.recovery_reason_len) = lend(&reason);
-                        self.lent.reason = Some(reason);
+                        self.state.lent.reason = Some(reason);
                         berth_recovery::BERTH_RECOVERY_RESTARTED
                     }
                     _ => berth_recovery::BERTH_RECOVERY_OTHER,
@@ -668,15 +650,10 @@ pub unsafe extern "C" fn berth_ingest_open(
             machine: Ingest::open(Instant(now_ns), req),
             reference: c_string(reference),
             op_names: HashMap::new(),
-            lent: Lent::default(),
-            last_error: None,
-            poisoned: false,
-            #[cfg(test)]
-            panic_on_next_call: false,
+            state: CallState::default(),
         };
         // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, Box::into_raw(Box::new(ingest))) });
-        berth_result::BERTH_OK
+        unsafe { box_out(out, ingest) }
     })
 }
 
@@ -761,8 +738,10 @@ pub unsafe extern "C" fn berth_ingest_complete(
                     })
                 }
                 other => {
-                    ingest.last_error = Some(format!("unknown berth_op_output_kind {other}"));
-                    return berth_result::BERTH_ERR_INVALID;
+                    return ingest.state.fail(
+                        berth_result::BERTH_ERR_INVALID,
+                        format!("unknown berth_op_output_kind {other}"),
+                    );
                 }
             };
             ingest.complete(now_ns, op_id, Ok(output))
@@ -888,9 +867,7 @@ pub unsafe extern "C" fn berth_ingest_status(
     ffi_panic_boundary(|| {
         // SAFETY: the caller promises `ingest` is NULL or a live ingest.
         let ingest = try_some!(unsafe { ingest.as_ref() });
-        if ingest.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
+        try_ok!(ingest.state.usable());
         let status = ingest.c_status(&ingest.machine.status());
         // SAFETY: the caller promises `out` is NULL or valid for a write.
         try_ok!(unsafe { write_out(out, status) });
@@ -914,17 +891,9 @@ pub unsafe extern "C" fn berth_ingest_last_error(
     len: usize,
     written: *mut usize,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `ingest` is NULL or a live ingest.
-        let ingest = try_some!(unsafe { ingest.as_ref() });
-        let text = match (&ingest.last_error, ingest.poisoned) {
-            (_, true) => "a call into this ingest panicked; free it",
-            (Some(e), false) => e.as_str(),
-            (None, false) => "",
-        };
-        // SAFETY: the caller promises `buf`/`len` and `written` are valid or NULL.
-        unsafe { write_str(text, buf, len, written) }
-    })
+    // SAFETY: the caller promises `ingest` is NULL or a live ingest, and `buf`/`len` and
+    // `written` valid or NULL.
+    unsafe { last_error_out(ingest, buf, len, written) }
 }
 
 /// Frees the ingest. NULL is a no-op. Freeing does not close files or remove anything: an ingest
@@ -937,13 +906,9 @@ pub unsafe extern "C" fn berth_ingest_last_error(
 /// used after.
 #[no_mangle]
 pub unsafe extern "C" fn berth_ingest_free(ingest: *mut berth_ingest) {
-    ffi_panic_boundary(|| {
-        if !ingest.is_null() {
-            // SAFETY: the caller promises `ingest` came from `Box::into_raw` in
-            // `berth_ingest_open` and is freed once.
-            drop(unsafe { Box::from_raw(ingest) });
-        }
-    })
+    // SAFETY: the caller promises `ingest` is NULL or came from `berth_ingest_open` (`box_out`)
+    // and is freed once.
+    unsafe { free_box(ingest) }
 }
 
 #[cfg(test)]
@@ -1122,7 +1087,7 @@ mod tests {
     fn a_panic_is_caught_and_poisons_the_ingest() {
         let ing = open();
         // SAFETY: `ing` is live and not in use.
-        unsafe { (*ing).panic_on_next_call = true };
+        unsafe { (*ing).state.panic_on_next_call = true };
         let mut out = std::mem::MaybeUninit::<berth_output>::uninit();
         // SAFETY: `ing` is live; `out` valid for a write.
         let r = unsafe { berth_ingest_poll(ing, out.as_mut_ptr()) };

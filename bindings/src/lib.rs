@@ -68,6 +68,7 @@ mod panic;
 #[macro_use]
 mod arg;
 mod digest;
+mod handle;
 mod image;
 mod ingest;
 mod result;

@@ -6,6 +6,8 @@
 //! ([`Fallback::on_null`]), so functions that return `bool`, an enum or nothing have one
 //! documented answer for both cases.
 
+use std::ffi::c_char;
+
 use crate::digest::berth_algorithm;
 use crate::result::berth_result;
 
@@ -39,6 +41,24 @@ impl Fallback for bool {
 impl Fallback for () {
     fn on_panic() -> Self {}
     fn on_null() -> Self {}
+}
+
+impl Fallback for usize {
+    fn on_panic() -> Self {
+        0
+    }
+    fn on_null() -> Self {
+        0
+    }
+}
+
+impl Fallback for *const c_char {
+    fn on_panic() -> Self {
+        std::ptr::null()
+    }
+    fn on_null() -> Self {
+        std::ptr::null()
+    }
 }
 
 impl Fallback for berth_algorithm {

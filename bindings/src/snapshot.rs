@@ -30,7 +30,10 @@ use berth_core::snapshot::{
 };
 use berth_core::Instant;
 
-use crate::arg::{bytes_arg, str_arg, write_out, write_str};
+use crate::arg::{bytes_arg, c_string, keep, slice_arg, str_arg, write_out, write_str};
+use crate::handle::{
+    box_out, free_box, last_error_out, list_get, list_len, CallHandle, CallState, List,
+};
 use crate::panic::{ffi_panic_boundary, Fallback};
 use crate::result::berth_result;
 
@@ -228,13 +231,8 @@ pub struct berth_snapshot_tree {
     tree: Tree,
     /// The undo of the last successful mutation, until undone or replaced.
     undo: Option<Undo>,
-    /// Storage behind the pointers of the last `berth_snapshot_info`.
-    lent: Vec<CString>,
-    last_error: Option<String>,
-    /// Set while a call runs; still set afterwards only if the call panicked.
-    poisoned: bool,
-    #[cfg(test)]
-    panic_on_next_call: bool,
+    /// Calls, failures and the storage behind the pointers of the last `berth_snapshot_info`.
+    state: CallState<Vec<CString>>,
 }
 
 /// A list of actions to carry out in order, from a mutation or `berth_snapshot_cleanup`. Read
@@ -257,24 +255,6 @@ pub struct berth_mounts {
     _strings: Vec<CString>,
     /// The option arrays the items point into (each ends with a NULL).
     _options: Vec<Vec<*const c_char>>,
-}
-
-impl Fallback for usize {
-    fn on_panic() -> Self {
-        0
-    }
-    fn on_null() -> Self {
-        0
-    }
-}
-
-impl Fallback for *const c_char {
-    fn on_panic() -> Self {
-        std::ptr::null()
-    }
-    fn on_null() -> Self {
-        std::ptr::null()
-    }
 }
 
 impl Fallback for berth_snapshotter {
@@ -305,22 +285,6 @@ fn code(e: &SnapshotError) -> berth_result {
     }
 }
 
-/// A C string of `s`. Keys and paths come from C strings, but a loaded tree may hold a `\0`
-/// (JSON can escape one); it is replaced rather than cut, keeping the length.
-fn c_string(s: &str) -> CString {
-    CString::new(s.replace('\0', "?")).unwrap_or_default()
-}
-
-/// Keeps `s` as a C string in `store` and returns its pointer and length (without the NUL).
-/// Moving a `CString` does not move its buffer, so the pointer stays valid while `store` holds
-/// it.
-fn keep(store: &mut Vec<CString>, s: &str) -> (*const c_char, usize) {
-    let c = c_string(s);
-    let lent = (c.as_ptr(), c.as_bytes().len());
-    store.push(c);
-    lent
-}
-
 /// The snapshotter names a `berth_snapshotter` value (an integer from C) stands for.
 fn config_of(snapshotter: u32, root: &str) -> Option<Config> {
     match snapshotter {
@@ -345,18 +309,8 @@ unsafe fn str_list_arg<'a>(
     p: *const *const c_char,
     len: usize,
 ) -> Result<Vec<&'a str>, berth_result> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    if p.is_null() {
-        return Err(berth_result::BERTH_ERR_NULL);
-    }
-    if len > isize::MAX as usize / std::mem::size_of::<*const c_char>() {
-        return Err(berth_result::BERTH_ERR_INVALID);
-    }
-    // SAFETY: `p` is not NULL, the size fits in isize, and the caller promises `len` readable,
-    // aligned pointers alive for `'a`.
-    let items = unsafe { std::slice::from_raw_parts(p, len) };
+    // SAFETY: the caller promises `len` readable, aligned pointers alive for `'a` (or NULL).
+    let items = unsafe { slice_arg(p, len) }?;
     items
         .iter()
         // SAFETY: the caller promises each element is NULL or NUL-terminated, alive for `'a`.
@@ -391,7 +345,7 @@ unsafe fn clear_opt_out<T>(out: *mut *mut T) {
 }
 
 impl berth_snapshot_actions {
-    fn boxed(actions: &[Action]) -> *mut berth_snapshot_actions {
+    fn new(actions: &[Action]) -> Self {
         let mut strings = Vec::new();
         let items = actions
             .iter()
@@ -427,15 +381,22 @@ impl berth_snapshot_actions {
                 c
             })
             .collect();
-        Box::into_raw(Box::new(berth_snapshot_actions {
+        berth_snapshot_actions {
             items,
             _strings: strings,
-        }))
+        }
+    }
+}
+
+impl List for berth_snapshot_actions {
+    type Item = berth_snapshot_action;
+    fn items(&self) -> &[berth_snapshot_action] {
+        &self.items
     }
 }
 
 impl berth_mounts {
-    fn boxed(mounts: &[Mount], chdir: Option<&str>) -> *mut berth_mounts {
+    fn new(mounts: &[Mount], chdir: Option<&str>) -> Self {
         let mut strings = Vec::new();
         let mut options = Vec::with_capacity(mounts.len());
         let items = mounts
@@ -456,43 +417,36 @@ impl berth_mounts {
                 c
             })
             .collect();
-        Box::into_raw(Box::new(berth_mounts {
+        berth_mounts {
             items,
             chdir: chdir.map(c_string),
             _strings: strings,
             _options: options,
-        }))
+        }
+    }
+}
+
+impl List for berth_mounts {
+    type Item = berth_mount;
+    fn items(&self) -> &[berth_mount] {
+        &self.items
+    }
+}
+
+impl CallHandle for berth_snapshot_tree {
+    type Lent = Vec<CString>;
+    const NAME: &'static str = "snapshot tree";
+    fn state(&self) -> &CallState<Vec<CString>> {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut CallState<Vec<CString>> {
+        &mut self.state
     }
 }
 
 impl berth_snapshot_tree {
-    /// Runs one call: refuses it if an earlier call panicked, retires the pointers lent by the
-    /// last stat, and leaves the handle poisoned if `f` panics.
-    fn call(&mut self, f: impl FnOnce(&mut Self) -> berth_result) -> berth_result {
-        if self.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
-        self.poisoned = true;
-        // Retired, but dropped only after the call: arguments may still point into it (a
-        // parent name from the last stat passed back as a key).
-        let _retired = std::mem::take(&mut self.lent);
-        #[cfg(test)]
-        if std::mem::take(&mut self.panic_on_next_call) {
-            panic!("injected panic");
-        }
-        let r = f(self);
-        self.poisoned = false;
-        r
-    }
-
     fn fail(&mut self, e: &SnapshotError) -> berth_result {
-        self.last_error = Some(e.to_string());
-        code(e)
-    }
-
-    fn fail_with(&mut self, code: berth_result, text: String) -> berth_result {
-        self.last_error = Some(text);
-        code
+        self.state.fail(code(e), e.to_string())
     }
 }
 
@@ -532,15 +486,10 @@ pub unsafe extern "C" fn berth_snapshot_tree_new(
         let handle = berth_snapshot_tree {
             tree,
             undo: None,
-            lent: Vec::new(),
-            last_error: None,
-            poisoned: false,
-            #[cfg(test)]
-            panic_on_next_call: false,
+            state: CallState::default(),
         };
         // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, Box::into_raw(Box::new(handle))) });
-        berth_result::BERTH_OK
+        unsafe { box_out(out, handle) }
     })
 }
 
@@ -553,13 +502,9 @@ pub unsafe extern "C" fn berth_snapshot_tree_new(
 /// be used after.
 #[no_mangle]
 pub unsafe extern "C" fn berth_snapshot_tree_free(tree: *mut berth_snapshot_tree) {
-    ffi_panic_boundary(|| {
-        if !tree.is_null() {
-            // SAFETY: the caller promises `tree` came from `Box::into_raw` in
-            // `berth_snapshot_tree_new` and is freed once.
-            drop(unsafe { Box::from_raw(tree) });
-        }
-    })
+    // SAFETY: the caller promises `tree` is NULL or came from `berth_snapshot_tree_new`
+    // (`box_out`) and is freed once.
+    unsafe { free_box(tree) }
 }
 
 /// Which snapshotter the tree models; `BERTH_SNAPSHOTTER_UNKNOWN` for NULL.
@@ -609,7 +554,7 @@ pub unsafe extern "C" fn berth_snapshot_tree_load(
             let loaded: Tree = match serde_json::from_slice(json) {
                 Ok(loaded) => loaded,
                 Err(e) => {
-                    return t.fail_with(
+                    return t.state.fail(
                         berth_result::BERTH_ERR_INVALID,
                         format!("persisted snapshot tree does not load: {e}"),
                     )
@@ -620,7 +565,7 @@ pub unsafe extern "C" fn berth_snapshot_tree_load(
                 || have.root != want.root
                 || std::mem::discriminant(&have.flavor) != std::mem::discriminant(&want.flavor)
             {
-                return t.fail_with(
+                return t.state.fail(
                     berth_result::BERTH_ERR_INVALID,
                     format!(
                         "persisted snapshot tree is of snapshotter {:?} at {:?}, this tree is \
@@ -655,9 +600,7 @@ pub unsafe extern "C" fn berth_snapshot_tree_save(
     ffi_panic_boundary(|| {
         // SAFETY: the caller promises `tree` is NULL or a live tree.
         let tree = try_some!(unsafe { tree.as_ref() });
-        if tree.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
+        try_ok!(tree.state.usable());
         let Ok(json) = serde_json::to_string(&tree.tree) else {
             return berth_result::BERTH_ERR_OTHER;
         };
@@ -681,17 +624,9 @@ pub unsafe extern "C" fn berth_snapshot_tree_last_error(
     len: usize,
     written: *mut usize,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `tree` is NULL or a live tree.
-        let tree = try_some!(unsafe { tree.as_ref() });
-        let text = match (&tree.last_error, tree.poisoned) {
-            (_, true) => "a call into this snapshot tree panicked; free it",
-            (Some(e), false) => e.as_str(),
-            (None, false) => "",
-        };
-        // SAFETY: the caller promises `buf`/`len` and `written` are valid or NULL.
-        unsafe { write_str(text, buf, len, written) }
-    })
+    // SAFETY: the caller promises `tree` is NULL or a live tree, and `buf`/`len` and `written`
+    // valid or NULL.
+    unsafe { last_error_out(tree, buf, len, written) }
 }
 
 // ----- mutations -----
@@ -734,7 +669,7 @@ unsafe fn create(
         t.undo = Some(made.undo);
         if !actions.is_null() {
             // SAFETY: not NULL, and the caller promises it is valid for a pointer write.
-            unsafe { actions.write(berth_snapshot_actions::boxed(&made.actions)) };
+            unsafe { box_out(actions, berth_snapshot_actions::new(&made.actions)) };
         }
         berth_result::BERTH_OK
     })
@@ -878,7 +813,7 @@ pub unsafe extern "C" fn berth_snapshot_remove(
             t.undo = Some(removed.undo);
             if !actions.is_null() {
                 // SAFETY: not NULL, and the caller promises it is valid for a pointer write.
-                unsafe { actions.write(berth_snapshot_actions::boxed(&removed.actions)) };
+                unsafe { box_out(actions, berth_snapshot_actions::new(&removed.actions)) };
             }
             berth_result::BERTH_OK
         })
@@ -1021,7 +956,7 @@ pub unsafe extern "C" fn berth_snapshot_undo(tree: *mut berth_snapshot_tree) -> 
         let tree = try_some!(unsafe { tree.as_mut() });
         tree.call(|t| {
             let Some(undo) = t.undo.take() else {
-                return t.fail_with(
+                return t.state.fail(
                     berth_result::BERTH_ERR_FAILED_PRECONDITION,
                     "nothing to undo: no mutation since the tree was made or loaded, or it was \
                      undone already"
@@ -1099,7 +1034,7 @@ pub unsafe extern "C" fn berth_snapshot_stat(
                 usage_size: usage.size,
                 usage_inodes: usage.inodes,
             };
-            t.lent = lent;
+            t.state.lent = lent;
             // SAFETY: `out` is not NULL, and the caller promises it is valid for a write.
             try_ok!(unsafe { write_out(out, info) });
             berth_result::BERTH_OK
@@ -1190,7 +1125,7 @@ pub unsafe extern "C" fn berth_snapshot_list(
             let r = tree.call(|t| {
                 let filter = match Filter::parse(&filters) {
                     Ok(f) => f,
-                    Err(e) => return t.fail_with(berth_result::BERTH_ERR_INVALID, e.to_string()),
+                    Err(e) => return t.state.fail(berth_result::BERTH_ERR_INVALID, e.to_string()),
                 };
                 keys = t
                     .tree
@@ -1248,11 +1183,8 @@ pub unsafe extern "C" fn berth_snapshot_mounts(
         // SAFETY: as above.
         let key = try_ok!(unsafe { str_arg(key) });
         tree.call(|t| match t.tree.mounts(ns, key) {
-            Ok(mounts) => {
-                // SAFETY: checked non-NULL and valid above.
-                try_ok!(unsafe { write_out(out, berth_mounts::boxed(&mounts, None)) });
-                berth_result::BERTH_OK
-            }
+            // SAFETY: checked non-NULL and valid above.
+            Ok(mounts) => unsafe { box_out(out, berth_mounts::new(&mounts, None)) },
             Err(e) => t.fail(&e),
         })
     })
@@ -1303,16 +1235,15 @@ pub unsafe extern "C" fn berth_snapshot_plan_mounts(
             let plan = match plan_mounts(&mounts, target) {
                 Ok(p) => p,
                 Err(e) => {
-                    return t.fail_with(
+                    return t.state.fail(
                         berth_result::BERTH_ERR_INVALID,
                         format!("snapshot {key:?}: {e}"),
                     )
                 }
             };
-            let list = berth_mounts::boxed(&plan.mounts, plan.chdir.as_deref());
+            let list = berth_mounts::new(&plan.mounts, plan.chdir.as_deref());
             // SAFETY: checked non-NULL and valid above.
-            try_ok!(unsafe { write_out(out, list) });
-            berth_result::BERTH_OK
+            unsafe { box_out(out, list) }
         })
     })
 }
@@ -1343,13 +1274,10 @@ pub unsafe extern "C" fn berth_snapshot_cleanup(
         let tree = try_some!(unsafe { tree.as_ref() });
         // SAFETY: the caller promises `entries` is NULL or `entries_len` C strings.
         let entries = try_ok!(unsafe { str_list_arg(entries, entries_len) });
-        if tree.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
-        let actions = berth_snapshot_actions::boxed(&tree.tree.cleanup(entries.as_slice()));
+        try_ok!(tree.state.usable());
+        let actions = berth_snapshot_actions::new(&tree.tree.cleanup(entries.as_slice()));
         // SAFETY: checked non-NULL and valid above.
-        try_ok!(unsafe { write_out(out, actions) });
-        berth_result::BERTH_OK
+        unsafe { box_out(out, actions) }
     })
 }
 
@@ -1364,11 +1292,8 @@ pub unsafe extern "C" fn berth_snapshot_cleanup(
 pub unsafe extern "C" fn berth_snapshot_actions_len(
     actions: *const berth_snapshot_actions,
 ) -> usize {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `actions` is NULL or a live list.
-        let actions = try_some!(unsafe { actions.as_ref() });
-        actions.items.len()
-    })
+    // SAFETY: the caller promises `actions` is NULL or a live list.
+    unsafe { list_len(actions) }
 }
 
 /// Writes action `index` (from 0, in the order to carry them out) into `*out`; its strings
@@ -1384,20 +1309,9 @@ pub unsafe extern "C" fn berth_snapshot_actions_get(
     index: usize,
     out: *mut berth_snapshot_action,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `actions` is NULL or a live list.
-        let actions = try_some!(unsafe { actions.as_ref() });
-        let Some(action) = actions.items.get(index) else {
-            return if out.is_null() {
-                berth_result::BERTH_ERR_NULL
-            } else {
-                berth_result::BERTH_ERR_INVALID
-            };
-        };
-        // SAFETY: the caller promises `out` is NULL or valid for a write.
-        try_ok!(unsafe { write_out(out, *action) });
-        berth_result::BERTH_OK
-    })
+    // SAFETY: the caller promises `actions` is NULL or a live list and `out` NULL or valid for
+    // a write.
+    unsafe { list_get(actions, index, out) }
 }
 
 /// Frees an action list. NULL is a no-op.
@@ -1408,13 +1322,9 @@ pub unsafe extern "C" fn berth_snapshot_actions_get(
 /// after, nor the strings of actions read from it.
 #[no_mangle]
 pub unsafe extern "C" fn berth_snapshot_actions_free(actions: *mut berth_snapshot_actions) {
-    ffi_panic_boundary(|| {
-        if !actions.is_null() {
-            // SAFETY: the caller promises `actions` came from `Box::into_raw` in this library
-            // and is freed once.
-            drop(unsafe { Box::from_raw(actions) });
-        }
-    })
+    // SAFETY: the caller promises `actions` is NULL or came from this library (`box_out`) and
+    // is freed once.
+    unsafe { free_box(actions) }
 }
 
 // ----- mount lists -----
@@ -1426,11 +1336,8 @@ pub unsafe extern "C" fn berth_snapshot_actions_free(actions: *mut berth_snapsho
 /// `mounts` is NULL or a live list.
 #[no_mangle]
 pub unsafe extern "C" fn berth_mounts_len(mounts: *const berth_mounts) -> usize {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `mounts` is NULL or a live list.
-        let mounts = try_some!(unsafe { mounts.as_ref() });
-        mounts.items.len()
-    })
+    // SAFETY: the caller promises `mounts` is NULL or a live list.
+    unsafe { list_len(mounts) }
 }
 
 /// Writes mount `index` (from 0) into `*out`; its strings borrow from the list.
@@ -1445,20 +1352,9 @@ pub unsafe extern "C" fn berth_mounts_get(
     index: usize,
     out: *mut berth_mount,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `mounts` is NULL or a live list.
-        let mounts = try_some!(unsafe { mounts.as_ref() });
-        let Some(mount) = mounts.items.get(index) else {
-            return if out.is_null() {
-                berth_result::BERTH_ERR_NULL
-            } else {
-                berth_result::BERTH_ERR_INVALID
-            };
-        };
-        // SAFETY: the caller promises `out` is NULL or valid for a write.
-        try_ok!(unsafe { write_out(out, *mount) });
-        berth_result::BERTH_OK
-    })
+    // SAFETY: the caller promises `mounts` is NULL or a live list and `out` NULL or valid for
+    // a write.
+    unsafe { list_get(mounts, index, out) }
 }
 
 /// The directory a plan's mounts must be performed from (their relative lowerdirs resolve
@@ -1488,13 +1384,9 @@ pub unsafe extern "C" fn berth_mounts_chdir(mounts: *const berth_mounts) -> *con
 /// after, nor the strings of mounts read from it.
 #[no_mangle]
 pub unsafe extern "C" fn berth_mounts_free(mounts: *mut berth_mounts) {
-    ffi_panic_boundary(|| {
-        if !mounts.is_null() {
-            // SAFETY: the caller promises `mounts` came from `Box::into_raw` in this library
-            // and is freed once.
-            drop(unsafe { Box::from_raw(mounts) });
-        }
-    })
+    // SAFETY: the caller promises `mounts` is NULL or came from this library (`box_out`) and is
+    // freed once.
+    unsafe { free_box(mounts) }
 }
 
 #[cfg(test)]
@@ -1622,7 +1514,7 @@ mod tests {
     fn a_panic_is_caught_and_poisons_the_tree() {
         let t = tree();
         // SAFETY: `t` is live and not in use.
-        unsafe { (*t).panic_on_next_call = true };
+        unsafe { (*t).state.panic_on_next_call = true };
         let mut actions = std::ptr::dangling_mut();
         // SAFETY: `t` is live; the strings are NUL-terminated; `actions` a valid local.
         let r = unsafe {

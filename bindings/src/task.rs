@@ -45,7 +45,10 @@ use berth_core::task::{
 };
 use berth_core::Instant;
 
-use crate::arg::{bytes_arg, str_arg, write_out, write_str};
+use crate::arg::{bytes_arg, keep, slice_arg, str_arg, write_out, write_str};
+use crate::handle::{
+    box_out, free_box, last_error_out, list_get, list_len, CallHandle, CallState, List,
+};
 use crate::panic::ffi_panic_boundary;
 use crate::result::berth_result;
 use crate::snapshot::berth_mount;
@@ -467,16 +470,17 @@ pub type berth_task_process_callback =
 /// `berth_task_table_new`, free it with `berth_task_table_free`.
 pub struct berth_task_table {
     table: TaskTable,
-    /// Storage behind the pointers lent by the last call.
-    lent: Vec<CString>,
-    /// Exec specs of the last call lent.
-    lent_bytes: Vec<Vec<u8>>,
-    last_error: Option<String>,
-    last_code: u32,
-    /// Set while a call runs; still set afterwards only if the call panicked.
-    poisoned: bool,
-    #[cfg(test)]
-    panic_on_next_call: bool,
+    /// Calls, failures (with their gRPC codes) and the storage behind the pointers lent by the
+    /// last call.
+    state: CallState<Lent>,
+}
+
+/// What the pointers lent by the last call of a table point into.
+#[derive(Default)]
+pub(crate) struct Lent {
+    strings: Vec<CString>,
+    /// Exec specs.
+    bytes: Vec<Vec<u8>>,
 }
 
 /// The list `berth_task_restarted` returns. Read it with `berth_task_recovery_len` and
@@ -486,6 +490,13 @@ pub struct berth_task_recovery {
     items: Vec<berth_task_recovered>,
     /// The strings the items point into.
     _strings: Vec<CString>,
+}
+
+impl List for berth_task_recovery {
+    type Item = berth_task_recovered;
+    fn items(&self) -> &[berth_task_recovered] {
+        &self.items
+    }
 }
 
 /// The result code of a task error.
@@ -518,22 +529,6 @@ fn code_of(grpc: u32) -> Option<Code> {
         14 => Code::Unavailable,
         _ => return None,
     })
-}
-
-/// A C string of `s`; a `\0` inside (possible in a loaded table) is replaced, keeping the
-/// length.
-fn c_string(s: &str) -> CString {
-    CString::new(s.replace('\0', "?")).unwrap_or_default()
-}
-
-/// Keeps `s` as a C string in `store` and returns its pointer and length (without the NUL).
-/// Moving a `CString` does not move its buffer, so the pointer stays valid while `store` holds
-/// it.
-fn keep(store: &mut Vec<CString>, s: &str) -> (*const c_char, usize) {
-    let c = c_string(s);
-    let lent = (c.as_ptr(), c.as_bytes().len());
-    store.push(c);
-    lent
 }
 
 /// Reads an exec id argument: NULL and `""` both mean the init.
@@ -591,35 +586,16 @@ unsafe fn stdio_arg(p: *const berth_task_stdio) -> Result<Stdio, berth_result> {
 /// If `len > 0`, `p` is NULL or points to `len` readable `berth_mount`s whose strings are
 /// NULL or NUL-terminated and whose `options` point to `options_len` such strings.
 unsafe fn mounts_arg(p: *const berth_mount, len: usize) -> Result<Vec<Mount>, berth_result> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    if p.is_null() {
-        return Err(berth_result::BERTH_ERR_NULL);
-    }
-    if len > isize::MAX as usize / std::mem::size_of::<berth_mount>() {
-        return Err(berth_result::BERTH_ERR_INVALID);
-    }
-    // SAFETY: not NULL, the size fits in isize, and the caller promises `len` readable,
-    // aligned mounts for the call.
-    let mounts = unsafe { std::slice::from_raw_parts(p, len) };
+    // SAFETY: the caller promises `len` readable, aligned mounts for the call (or NULL).
+    let mounts = unsafe { slice_arg(p, len) }?;
     let mut out = Vec::with_capacity(len);
     for m in mounts {
-        let mut options = Vec::with_capacity(m.options_len);
-        if m.options_len > 0 {
-            if m.options.is_null() {
-                return Err(berth_result::BERTH_ERR_NULL);
-            }
-            if m.options_len > isize::MAX as usize / std::mem::size_of::<*const c_char>() {
-                return Err(berth_result::BERTH_ERR_INVALID);
-            }
-            // SAFETY: not NULL, the size fits, and the caller promises `options_len` readable
-            // pointers.
-            let opts = unsafe { std::slice::from_raw_parts(m.options, m.options_len) };
-            for o in opts {
-                // SAFETY: the caller promises each option is NULL or NUL-terminated.
-                options.push(unsafe { str_arg(*o) }?.to_owned());
-            }
+        // SAFETY: the caller promises `options_len` readable pointers at `options` (or NULL).
+        let opts = unsafe { slice_arg(m.options, m.options_len) }?;
+        let mut options = Vec::with_capacity(opts.len());
+        for o in opts {
+            // SAFETY: the caller promises each option is NULL or NUL-terminated.
+            options.push(unsafe { str_arg(*o) }?.to_owned());
         }
         out.push(Mount {
             // SAFETY: the caller promises the strings are NULL or NUL-terminated.
@@ -801,39 +777,21 @@ fn lend_process(lent: &mut Vec<CString>, p: &ProcessInfo) -> berth_task_process 
     }
 }
 
+impl CallHandle for berth_task_table {
+    type Lent = Lent;
+    const NAME: &'static str = "task table";
+    fn state(&self) -> &CallState<Lent> {
+        &self.state
+    }
+    fn state_mut(&mut self) -> &mut CallState<Lent> {
+        &mut self.state
+    }
+}
+
 impl berth_task_table {
-    /// Runs one call: refuses it if an earlier call panicked, retires the pointers lent by the
-    /// last call, and leaves the handle poisoned if `f` panics.
-    fn call(&mut self, f: impl FnOnce(&mut Self) -> berth_result) -> berth_result {
-        if self.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
-        self.poisoned = true;
-        // Retired, but dropped only after the call: arguments may still point into it (an id
-        // from the last event passed back as an argument).
-        let _retired = (
-            std::mem::take(&mut self.lent),
-            std::mem::take(&mut self.lent_bytes),
-        );
-        #[cfg(test)]
-        if std::mem::take(&mut self.panic_on_next_call) {
-            panic!("injected panic");
-        }
-        let r = f(self);
-        self.poisoned = false;
-        r
-    }
-
     fn fail(&mut self, e: &TaskError) -> berth_result {
-        self.last_error = Some(e.to_string());
-        self.last_code = e.code().grpc();
-        code(e)
-    }
-
-    fn fail_with(&mut self, code: berth_result, grpc: u32, text: String) -> berth_result {
-        self.last_error = Some(text);
-        self.last_code = grpc;
-        code
+        self.state
+            .fail_grpc(code(e), e.code().grpc(), e.to_string())
     }
 
     /// Runs a command and writes its runtime call (or `NONE`) to `out` (not NULL).
@@ -846,7 +804,8 @@ impl berth_task_table {
     ) -> berth_result {
         match self.table.command(Instant(now_ns), ns, cmd) {
             Ok(Accepted::Call(call)) => {
-                let c = lend_call(&mut self.lent, &mut self.lent_bytes, &call);
+                let Lent { strings, bytes } = &mut self.state.lent;
+                let c = lend_call(strings, bytes, &call);
                 // SAFETY: the exported function checked `out` is not NULL; its caller
                 // promises it is valid for a write.
                 try_ok!(unsafe { write_out(out, c) });
@@ -901,22 +860,10 @@ pub unsafe extern "C" fn berth_task_table_new(out: *mut *mut berth_task_table) -
     ffi_panic_boundary(|| {
         let handle = berth_task_table {
             table: TaskTable::new(),
-            lent: Vec::new(),
-            lent_bytes: Vec::new(),
-            last_error: None,
-            last_code: 0,
-            poisoned: false,
-            #[cfg(test)]
-            panic_on_next_call: false,
+            state: CallState::default(),
         };
-        let raw = Box::into_raw(Box::new(handle));
         // SAFETY: the caller promises `out` is NULL or valid for a pointer write.
-        if let Err(e) = unsafe { write_out(out, raw) } {
-            // SAFETY: `raw` came from `Box::into_raw` just above and was never handed out.
-            drop(unsafe { Box::from_raw(raw) });
-            return e;
-        }
-        berth_result::BERTH_OK
+        unsafe { box_out(out, handle) }
     })
 }
 
@@ -928,13 +875,9 @@ pub unsafe extern "C" fn berth_task_table_new(out: *mut *mut berth_task_table) -
 /// used after.
 #[no_mangle]
 pub unsafe extern "C" fn berth_task_table_free(table: *mut berth_task_table) {
-    ffi_panic_boundary(|| {
-        if !table.is_null() {
-            // SAFETY: the caller promises `table` came from `Box::into_raw` in
-            // `berth_task_table_new` and is freed once.
-            drop(unsafe { Box::from_raw(table) });
-        }
-    })
+    // SAFETY: the caller promises `table` is NULL or came from `berth_task_table_new`
+    // (`box_out`) and is freed once.
+    unsafe { free_box(table) }
 }
 
 /// Replaces the table's contents with the table persisted as `json` (`len` bytes, not
@@ -961,7 +904,7 @@ pub unsafe extern "C" fn berth_task_table_load(
                 t.table = loaded;
                 berth_result::BERTH_OK
             }
-            Err(e) => t.fail_with(
+            Err(e) => t.state.fail_grpc(
                 berth_result::BERTH_ERR_INVALID,
                 Code::InvalidArgument.grpc(),
                 format!("persisted task table does not load: {e}"),
@@ -989,9 +932,7 @@ pub unsafe extern "C" fn berth_task_table_save(
     ffi_panic_boundary(|| {
         // SAFETY: the caller promises `table` is NULL or a live table.
         let table = try_some!(unsafe { table.as_ref() });
-        if table.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
+        try_ok!(table.state.usable());
         // SAFETY: the caller promises `buf`/`len` and `written` are valid or NULL.
         unsafe { write_str(&table.table.to_json(), buf, len, written) }
     })
@@ -1011,9 +952,7 @@ pub unsafe extern "C" fn berth_task_table_generation(
     ffi_panic_boundary(|| {
         // SAFETY: the caller promises `table` is NULL or a live table.
         let table = try_some!(unsafe { table.as_ref() });
-        if table.poisoned {
-            return berth_result::BERTH_ERR_PANIC;
-        }
+        try_ok!(table.state.usable());
         // SAFETY: the caller promises `out` is NULL or valid for a write.
         try_ok!(unsafe { write_out(out, table.table.generation()) });
         berth_result::BERTH_OK
@@ -1035,17 +974,9 @@ pub unsafe extern "C" fn berth_task_table_last_error(
     len: usize,
     written: *mut usize,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `table` is NULL or a live table.
-        let table = try_some!(unsafe { table.as_ref() });
-        let text = match (&table.last_error, table.poisoned) {
-            (_, true) => "a call into this task table panicked; free it",
-            (Some(e), false) => e.as_str(),
-            (None, false) => "",
-        };
-        // SAFETY: the caller promises `buf`/`len` and `written` are valid or NULL.
-        unsafe { write_str(text, buf, len, written) }
-    })
+    // SAFETY: the caller promises `table` is NULL or a live table, and `buf`/`len` and
+    // `written` valid or NULL.
+    unsafe { last_error_out(table, buf, len, written) }
 }
 
 /// Writes the gRPC code of the table's last failure into `*out` (e.g. 5 NOT_FOUND, 9
@@ -1064,7 +995,7 @@ pub unsafe extern "C" fn berth_task_table_last_error_code(
         // SAFETY: the caller promises `table` is NULL or a live table.
         let table = try_some!(unsafe { table.as_ref() });
         // SAFETY: the caller promises `out` is NULL or valid for a write.
-        try_ok!(unsafe { write_out(out, table.last_code) });
+        try_ok!(unsafe { write_out(out, table.state.last_code()) });
         berth_result::BERTH_OK
     })
 }
@@ -1527,7 +1458,7 @@ pub unsafe extern "C" fn berth_task_forget_wait(
             if t.table.forget_wait(WaitId(wait_id)) {
                 berth_result::BERTH_OK
             } else {
-                t.fail_with(
+                t.state.fail_grpc(
                     berth_result::BERTH_ERR_NOT_FOUND,
                     Code::NotFound.grpc(),
                     format!("wait {wait_id} is not registered"),
@@ -1561,7 +1492,7 @@ pub unsafe extern "C" fn berth_task_get(
         }
         table.call(|t| match t.table.get(ns, id, exec) {
             Ok(info) => {
-                let p = lend_process(&mut t.lent, &info);
+                let p = lend_process(&mut t.state.lent.strings, &info);
                 // SAFETY: checked not NULL; the caller promises it is valid for a write.
                 try_ok!(unsafe { write_out(out, p) });
                 berth_result::BERTH_OK
@@ -1638,7 +1569,8 @@ pub unsafe extern "C" fn berth_task_pending_call(
             let Some(rc) = t.table.pending_call(CallId(call_id)) else {
                 return t.fail(&TaskError::UnknownCall(CallId(call_id)));
             };
-            let c = lend_call(&mut t.lent, &mut t.lent_bytes, rc);
+            let Lent { strings, bytes } = &mut t.state.lent;
+            let c = lend_call(strings, bytes, rc);
             // SAFETY: checked not NULL; the caller promises it is valid for a write.
             try_ok!(unsafe { write_out(call, c) });
             berth_result::BERTH_OK
@@ -1809,19 +1741,8 @@ pub unsafe extern "C" fn berth_task_restarted(
         // SAFETY: the caller promises `out` is NULL or valid for a pointer write.
         try_ok!(unsafe { write_out(out, std::ptr::null_mut()) });
         let table = table_mut!(table);
-        let entries: &[berth_task_found] = if found_len == 0 {
-            &[]
-        } else {
-            if found.is_null() {
-                return berth_result::BERTH_ERR_NULL;
-            }
-            if found_len > isize::MAX as usize / std::mem::size_of::<berth_task_found>() {
-                return berth_result::BERTH_ERR_INVALID;
-            }
-            // SAFETY: not NULL, the size fits, and the caller promises `found_len` readable
-            // entries for the call.
-            unsafe { std::slice::from_raw_parts(found, found_len) }
-        };
+        // SAFETY: the caller promises `found_len` readable entries for the call (or NULL).
+        let entries = try_ok!(unsafe { slice_arg(found, found_len) });
         let mut list = Vec::with_capacity(entries.len());
         for f in entries {
             let state = match f.state {
@@ -1875,14 +1796,13 @@ pub unsafe extern "C" fn berth_task_restarted(
                     o.pid,
                 );
             }
-            let list = Box::into_raw(Box::new(berth_task_recovery {
+            let list = berth_task_recovery {
                 items,
                 _strings: strings,
-            }));
+            };
             // SAFETY: checked valid for a pointer write above (it was NULL-checked by the
             // first write).
-            unsafe { out.write(list) };
-            berth_result::BERTH_OK
+            unsafe { box_out(out, list) }
         })
     })
 }
@@ -1894,11 +1814,8 @@ pub unsafe extern "C" fn berth_task_restarted(
 /// `list` is NULL or a live list.
 #[no_mangle]
 pub unsafe extern "C" fn berth_task_recovery_len(list: *const berth_task_recovery) -> usize {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `list` is NULL or a live list.
-        let list = try_some!(unsafe { list.as_ref() });
-        list.items.len()
-    })
+    // SAFETY: the caller promises `list` is NULL or a live list.
+    unsafe { list_len(list) }
 }
 
 /// Copies entry `index` of a recovery list into `*out`: unaccounted processes first, then
@@ -1913,20 +1830,9 @@ pub unsafe extern "C" fn berth_task_recovery_get(
     index: usize,
     out: *mut berth_task_recovered,
 ) -> berth_result {
-    ffi_panic_boundary(|| {
-        // SAFETY: the caller promises `list` is NULL or a live list.
-        let list = try_some!(unsafe { list.as_ref() });
-        let Some(item) = list.items.get(index) else {
-            return if out.is_null() {
-                berth_result::BERTH_ERR_NULL
-            } else {
-                berth_result::BERTH_ERR_INVALID
-            };
-        };
-        // SAFETY: the caller promises `out` is NULL or valid for a write.
-        try_ok!(unsafe { write_out(out, *item) });
-        berth_result::BERTH_OK
-    })
+    // SAFETY: the caller promises `list` is NULL or a live list and `out` NULL or valid for a
+    // write.
+    unsafe { list_get(list, index, out) }
 }
 
 /// Frees a recovery list. NULL is a no-op.
@@ -1936,13 +1842,9 @@ pub unsafe extern "C" fn berth_task_recovery_get(
 /// `list` is NULL or was returned by `berth_task_restarted` and not freed yet.
 #[no_mangle]
 pub unsafe extern "C" fn berth_task_recovery_free(list: *mut berth_task_recovery) {
-    ffi_panic_boundary(|| {
-        if !list.is_null() {
-            // SAFETY: the caller promises `list` came from `Box::into_raw` in this library
-            // and is freed once.
-            drop(unsafe { Box::from_raw(list) });
-        }
-    })
+    // SAFETY: the caller promises `list` is NULL or came from `berth_task_restarted`
+    // (`box_out`) and is freed once.
+    unsafe { free_box(list) }
 }
 
 // ----- outputs -----
@@ -1974,17 +1876,18 @@ pub unsafe extern "C" fn berth_task_poll(
                 None => {}
                 Some(Output::Event(ev)) => {
                     o.kind = berth_task_output_kind::BERTH_TASK_OUTPUT_EVENT;
-                    o.event = lend_event(&mut t.lent, &ev);
+                    o.event = lend_event(&mut t.state.lent.strings, &ev);
                 }
                 Some(Output::Done { call, result }) => {
                     o.kind = berth_task_output_kind::BERTH_TASK_OUTPUT_DONE;
                     o.done.call_id = call.0;
                     match result {
-                        Ok(reply) => lend_reply(&mut t.lent, &mut o.done, &reply),
+                        Ok(reply) => lend_reply(&mut t.state.lent.strings, &mut o.done, &reply),
                         Err(e) => {
                             o.done.result = code(&e);
                             o.done.grpc_code = e.code().grpc();
-                            (o.done.error, o.done.error_len) = keep(&mut t.lent, &e.to_string());
+                            (o.done.error, o.done.error_len) =
+                                keep(&mut t.state.lent.strings, &e.to_string());
                         }
                     }
                 }
@@ -2237,7 +2140,7 @@ mod tests {
     fn a_panic_is_caught_and_poisons_the_table() {
         let t = table();
         // SAFETY: `t` is live and not in use.
-        unsafe { (*t).panic_on_next_call = true };
+        unsafe { (*t).state.panic_on_next_call = true };
         let mut call = std::mem::MaybeUninit::<berth_task_call>::uninit();
         // SAFETY: `t` is live; the strings are NUL-terminated; `call` is a valid local.
         let r = unsafe {
