@@ -100,6 +100,12 @@ fn ctr_run_and_tasks() {
     assert!(d.ctr_ok(&["tasks", "ls"]).contains("RUNNING"));
     let m = d.ctr(&["tasks", "metrics", "s1"]);
     assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let e = d.ctr_err(&["tasks", "checkpoint", "s1"]);
+    assert!(e.contains("CRIU") && e.contains("not implemented"), "{e}");
+    assert!(
+        d.ctr_ok(&["tasks", "ls"]).contains("RUNNING"),
+        "a refused checkpoint changes nothing"
+    );
     let e = d.ctr_err(&["tasks", "rm", "s1"]);
     assert!(e.contains("running") || e.contains("precondition"), "{e}");
     d.ctr_ok(&["tasks", "kill", "-a", "-s", "SIGKILL", "s1"]);
