@@ -36,6 +36,32 @@ where
     }
 }
 
+thread_local! {
+    /// The executor of [`block_on_local`]: tasks spawned on it run on the thread that drives it.
+    static LOCAL: smol::LocalExecutor<'static> = const { smol::LocalExecutor::new() };
+}
+
+/// Spawns hyper's background tasks on the current thread's local executor, which
+/// [`block_on_local`] drives: a short-lived client (a CLI) then moves every request and reply
+/// without waking another thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalExecutor;
+
+impl<F> hyper::rt::Executor<F> for LocalExecutor
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        LOCAL.with(|ex| ex.spawn(fut).detach());
+    }
+}
+
+/// Runs `fut` to completion on this thread together with the tasks spawned by
+/// [`LocalExecutor`] (the connections made with [`connect_local`]).
+pub fn block_on_local<T>(fut: impl Future<Output = T>) -> T {
+    LOCAL.with(|ex| smol::block_on(ex.run(fut)))
+}
+
 /// HTTP/2 flow-control window per stream: large enough for 1 MiB content writes in flight.
 pub const STREAM_WINDOW: u32 = 1 << 20;
 /// HTTP/2 flow-control window per connection.
@@ -88,6 +114,23 @@ impl Router {
             .next()
             .unwrap_or_default();
         match self.services.get(service) {
+            Some(h) if log::log_enabled!(log::Level::Trace) => {
+                let (path, started) = (req.uri().path().to_string(), std::time::Instant::now());
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let fut = h(req);
+                Box::pin(async move {
+                    let resp = fut.await;
+                    log::trace!(
+                        "{path}: at {}.{:06} answered in {:?}",
+                        at.as_secs(),
+                        at.subsec_micros(),
+                        started.elapsed()
+                    );
+                    resp
+                })
+            }
             Some(h) => h(req),
             None => {
                 let status = tonic::Status::unimplemented(format!("unknown service {service}"));
@@ -150,10 +193,30 @@ pub fn origin() -> http::Uri {
     http::Uri::from_static("http://localhost")
 }
 
-/// Connects to the daemon socket at `path`.
+/// Connects to the daemon socket at `path`; the connection runs on smol's global executor.
 pub async fn connect(path: &Path) -> io::Result<Channel> {
+    connect_on(path, GlobalExecutor).await
+}
+
+/// Connects to the daemon socket at `path`; the connection runs on this thread's
+/// [`LocalExecutor`], so the caller must be inside [`block_on_local`] whenever it waits for a
+/// reply. Fewest thread wake-ups per call; for clients whose calls are short.
+pub async fn connect_local(path: &Path) -> io::Result<Channel> {
+    connect_on(path, LocalExecutor).await
+}
+
+async fn connect_on<E>(path: &Path, exec: E) -> io::Result<Channel>
+where
+    E: hyper::rt::Executor<BoxFuture<()>>
+        + hyper::rt::bounds::Http2ClientConnExec<Body, SocketIo>
+        + Unpin
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let stream = Async::<UnixStream>::connect(path).await?;
-    let (send, conn) = hyper::client::conn::http2::Builder::new(GlobalExecutor)
+    let (send, conn) = hyper::client::conn::http2::Builder::new(exec.clone())
         .timer(SmolTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -161,12 +224,11 @@ pub async fn connect(path: &Path) -> io::Result<Channel> {
         .handshake(SocketIo::new(stream))
         .await
         .map_err(io::Error::other)?;
-    smol::spawn(async move {
+    exec.execute(Box::pin(async move {
         if let Err(e) = conn.await {
             log::debug!("client connection ended: {e}");
         }
-    })
-    .detach();
+    }));
     Ok(Channel { send })
 }
 

@@ -32,16 +32,22 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to berthd at `address`. Errors are exit code 3 with a hint.
+    /// Connects to berthd at `address`, the connection driven by the calling thread (`local`,
+    /// which must then be inside [`transport::block_on_local`]) or by smol's global executor.
+    /// Errors are exit code 3 with a hint.
     pub async fn connect(
         address: &Path,
         namespace: &str,
         timeout: Option<Duration>,
+        local: bool,
     ) -> Result<Client> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let channel = transport::connect(address)
-            .await
-            .map_err(|e| Error::connect(address, &e))?;
+        let channel = if local {
+            transport::connect_local(address).await
+        } else {
+            transport::connect(address).await
+        }
+        .map_err(|e| Error::connect(address, &e))?;
         Ok(Client {
             channel,
             address: address.to_path_buf(),

@@ -103,7 +103,10 @@ pub struct Opts {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    let client = Client::connect(&cli.address, &cli.namespace, cli.timeout).await?;
+    // Commands that stream bulk data keep HTTP/2 on a thread of its own, beside the main
+    // thread's reading and hashing; the others run it on the main thread (fewer wake-ups).
+    let bulk = matches!(cli.command, Command::Content(_) | Command::Image(_));
+    let client = Client::connect(&cli.address, &cli.namespace, cli.timeout, !bulk).await?;
     let opts = Opts { json: cli.json };
     match cli.command {
         Command::Run(a) => cmd::run::run(&client, opts, *a).await,
@@ -122,7 +125,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
 fn main() {
     let cli = Cli::parse(); // usage errors exit with 2 here
     let timeout = cli.timeout;
-    let result = smol::block_on(async move {
+    let result = berth_api::transport::block_on_local(async move {
         match timeout {
             None => run(cli).await,
             Some(t) => {

@@ -124,7 +124,8 @@ fn processes() -> Vec<(u32, String, String)> {
     out
 }
 
-/// The supervisors of this bench's containers: `berth-shim serve <bundle under base>` (argv) or
+/// The supervisors of this bench's containers: `…/berth-shim start <bundle under base>` (argv:
+/// the launcher's fork) or
 /// `containerd-shim-runc-v2 … -address <our containerd's socket>` (comm is cut at 15 bytes).
 fn shims(base: &Path) -> (Vec<u32>, Vec<u32>) {
     let base = base.to_string_lossy();
@@ -133,8 +134,8 @@ fn shims(base: &Path) -> (Vec<u32>, Vec<u32>) {
         if !cmdline.contains(base.as_ref()) {
             continue;
         }
-        // the daemon is `/proc/self/exe` re-spawned with argv[0] "berth-shim": its comm is "exe"
-        if cmdline.starts_with("berth-shim serve ") {
+        // the launcher exits at once: a `berth-shim start` still running is the daemon it forked
+        if comm == "berth-shim" && cmdline.contains("berth-shim start ") {
             berth.push(pid);
         } else if comm.starts_with("containerd-shim") {
             containerd.push(pid);

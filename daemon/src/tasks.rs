@@ -264,9 +264,11 @@ impl Tasks {
             exec.to_string(),
         );
         std::thread::spawn(move || {
+            // An exit may be the OOM killer's: its counter went up since the last look. The
+            // counter is found while the process runs, so that its exit costs one read.
+            let counter = this.runtime.oom_counter(&ns, &id);
             let result = this.runtime.wait(&ns, &id, &exec);
-            // An exit may be the OOM killer's: its counter went up since the last look.
-            let ooms = this.runtime.oom_kills(&ns, &id);
+            let ooms = counter.map_or(0, |c| c.read());
             let mut table = this.table.lock().expect("tasks");
             let now = d.now();
             let new_oom = {

@@ -71,6 +71,7 @@ db_err!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
+    redb::SetDurabilityError,
     serde_json::Error
 );
 
@@ -617,7 +618,7 @@ impl Store {
             ));
         }
         validate_labels(labels)?;
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_lease_create()?;
         ensure_ns(&tx, ns)?;
         let rec = {
             let mut t = tx.open_table(LEASES)?;
@@ -643,6 +644,17 @@ impl Store {
     /// A namespace's leases, sorted by id.
     pub fn lease_list(&self, ns: &str) -> Result<Vec<(String, LeaseRecord)>> {
         self.ns_list(LEASES, ns)
+    }
+
+    /// A lease's creation is committed without waiting for the disk: it reaches the disk with
+    /// the next durable commit, and adding the first resource under the lease is one. A crash
+    /// can lose only a lease that protects nothing yet, which loses or leaks nothing. (ctr
+    /// makes a lease on the path of every `ctr run`.) Deletions stay durable: a deleted lease
+    /// that came back would protect its resources again.
+    fn begin_lease_create(&self) -> Result<redb::WriteTransaction> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None)?;
+        Ok(tx)
     }
 
     /// Deletes a lease and its resource list. NotFound if missing.

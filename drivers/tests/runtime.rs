@@ -173,6 +173,17 @@ impl Drop for Env {
             }
             for b in fs::read_dir(ns_dir.path()).into_iter().flatten().flatten() {
                 let id = b.file_name().to_string_lossy().into_owned();
+                if id.starts_with(".deleted-") {
+                    // a deleted bundle that its removal thread is still unlinking
+                    for _ in 0..100 {
+                        if !b.path().exists() {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    clean &= !b.path().exists();
+                    continue;
+                }
                 let shim_pid = fs::read_to_string(b.path().join("shim.pid")).ok();
                 if let Err(e) = self.rt.delete(&ns, &id, true) {
                     eprintln!("cleanup: delete {ns}/{id}: {e}");
@@ -206,7 +217,10 @@ impl Drop for Env {
 /// Kills a shim that is still running (only if the pid is still a berth-shim).
 fn kill_shim(pid: i32) {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if cmdline.starts_with(b"berth-shim\0serve") {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let shim = args.first().is_some_and(|a| a.ends_with(b"berth-shim"))
+        && matches!(args.get(1), Some(&(b"start" | b"serve")));
+    if shim {
         if let Some(p) = rustix::process::Pid::from_raw(pid) {
             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
         }
@@ -730,11 +744,18 @@ fn an_exit_while_no_one_is_connected_is_recorded_and_recovered() {
         bundle.join("exit/init").exists() && !bundle.join("shim.sock").exists()
     });
     assert_eq!(reader.join().unwrap(), b"bye\n");
+    // A bundle deleted just before a crash, renamed but not yet removed: recovery removes it
+    // and does not take it for a task.
+    let leftover = bundle.with_file_name(".deleted-gone-1-0");
+    fs::create_dir_all(leftover.join("exit")).unwrap();
+    fs::write(leftover.join("task.json"), b"{}").unwrap();
     let rt = Runtime::new(RuntimeConfig::new(
         env.rt.config().state.clone(),
         shim_binary(),
     ));
     let found = rt.recover().unwrap();
+    assert!(!leftover.exists(), "a deleted bundle survived recovery");
+    assert!(found.broken.is_empty(), "{:?}", found.broken);
     assert_eq!(found.tasks.len(), 1);
     let t = &found.tasks[0];
     assert_eq!(t.shim_pid, None);

@@ -6,12 +6,12 @@
 //!
 //! ## How it outlives berthd
 //!
-//! berthd runs `berth-shim start <bundle>` and waits for it. That *launcher* marks every
-//! descriptor it inherited beyond stdio close-on-exec, re-spawns the same binary
-//! (`/proc/self/exe`) as `berth-shim serve <bundle>` and exits at once, so the daemon is
-//! orphaned right away and adopted by init (or the nearest child subreaper): berthd is never
-//! its parent for more than the launcher's few hundred microseconds, never has to reap it, and
-//! its death sends it nothing. The daemon calls `setsid` (no controlling terminal, out of
+//! berthd runs `berth-shim start <bundle>` and waits for it. That *launcher* forks the daemon
+//! (no second binary is executed: the fork carries on as the daemon and closes every
+//! descriptor it inherited beyond stdio) and exits at once, so the daemon is orphaned right
+//! away and adopted by init (or the nearest child subreaper): berthd is never its parent for
+//! more than the launcher's few hundred microseconds, never has to reap it, and its death
+//! sends it nothing. (`berth-shim serve <bundle>` runs the daemon in the foreground.) The daemon calls `setsid` (no controlling terminal, out of
 //! berthd's process group) and makes itself a child subreaper, so the container's processes
 //! become its children once the runtime's own process exits.
 //!
@@ -43,9 +43,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod daemon;
 pub mod protocol;
@@ -73,17 +71,22 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
-/// The launcher: re-spawns the shim as a daemon and exits without waiting for it.
+/// The launcher: forks the daemon and exits without waiting for it.
 fn launch(bundle: &OsStr) -> i32 {
-    sys::cloexec_inherited_fds();
-    let spawned = Command::new("/proc/self/exe")
-        .arg0("berth-shim")
-        .arg("serve")
-        .arg(bundle)
-        .stdin(Stdio::null())
-        .spawn();
-    match spawned {
-        Ok(_) => 0,
+    match sys::fork() {
+        Ok(sys::Forked::Parent) => 0,
+        Ok(sys::Forked::Child) => {
+            // stdin from /dev/null; stdout stays berthd's pipe until the handshake
+            if let Ok(null) = rustix::fs::open(
+                "/dev/null",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                let _ = rustix::stdio::dup2_stdin(&null);
+            }
+            sys::close_inherited_fds();
+            daemon::serve(Path::new(bundle))
+        }
         Err(e) => {
             let reply = Reply::error(
                 ErrorCode::Internal,

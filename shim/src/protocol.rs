@@ -24,8 +24,7 @@
 //!
 //! ## Start-up handshake
 //!
-//! `berth-shim start <bundle>` re-spawns itself as `berth-shim serve <bundle>` and exits at
-//! once; the daemonised copy creates the container and writes a single [`Reply`] line
+//! `berth-shim start <bundle>` forks and exits at once; the daemonised copy creates the container and writes a single [`Reply`] line
 //! (`started` with the init's pid, or `error`) to the stdout it inherited, then points its
 //! stdout at `/dev/null`. By then `shim.sock` is listening.
 

@@ -319,17 +319,34 @@ pub async fn run(client: &Client, opts: Opts, a: RunArgs) -> Result<()> {
     }
     let labels = crate::parse::labels(&a.labels).map_err(Error::usage)?;
 
-    // The image, pulled if missing.
-    let img = match image::find_image(client, &a.image).await? {
-        Some(i) => i,
-        None => {
-            let pull = PullArgs::for_run(&a.image, &a.plain_http, &a.snapshotter);
-            let (_, name) = image::pull_image(client, &pull).await?;
-            image::get_image(client, &name).await?
+    // The lease that keeps the snapshot from a GC until the container record holds it is made
+    // while the image is looked up (pulled if missing): neither waits for the other.
+    let lease = format!("berth-run-{id}-{:08x}", fastrand::u32(..));
+    let image = async {
+        let img = match image::find_image(client, &a.image).await? {
+            Some(i) => i,
+            None => {
+                let pull = PullArgs::for_run(&a.image, &a.plain_http, &a.snapshotter);
+                let (_, name) = image::pull_image(client, &pull).await?;
+                image::get_image(client, &name).await?
+            }
+        };
+        let mut docs = Documents::new(client);
+        let (config, chain) = image::image_config(&mut docs, &img, &image::host_platform()).await?;
+        Ok::<_, Error>((img, config, chain))
+    };
+    let (leased, resolved) = futures_lite::future::zip(create_lease(client, &lease), image).await;
+    let (img, config, chain) = match (leased, resolved) {
+        (Ok(()), Ok(r)) => r,
+        (Err(e), resolved) => {
+            drop(resolved);
+            return Err(e);
+        }
+        (Ok(()), Err(e)) => {
+            lease::delete_quietly(client, &lease).await;
+            return Err(e);
         }
     };
-    let mut docs = Documents::new(client);
-    let (config, chain) = image::image_config(&mut docs, &img, &image::host_platform()).await?;
 
     let plan = Plan {
         a: &a,
@@ -340,7 +357,7 @@ pub async fn run(client: &Client, opts: Opts, a: RunArgs) -> Result<()> {
         labels,
         id,
     };
-    create_and_run(client, opts, &plan).await
+    create_and_run(client, opts, &plan, &lease).await
 }
 
 /// A container about to be made: what the user asked for, resolved against the image.
@@ -357,22 +374,27 @@ struct Plan<'a> {
     labels: std::collections::BTreeMap<String, String>,
 }
 
-/// Prepares the snapshot (under a short lease, dropped once the container record holds the
-/// snapshot, so a GC in between cannot take it), creates the container and runs its task.
-async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>) -> Result<()> {
-    let (a, id) = (p.a, p.id.as_str());
-    let lease = format!("berth-run-{id}-{:08x}", fastrand::u32(..));
+/// Makes the short lease under which the container's snapshot is prepared: it expires on its
+/// own in an hour should berth be killed before deleting it.
+async fn create_lease(client: &Client, lease: &str) -> Result<()> {
     let expire = output::now().add_nanos(3_600_000_000_000);
-    let lease_labels: HashMap<String, String> =
+    let labels: HashMap<String, String> =
         [(LABEL_GC_EXPIRE.to_string(), format_rfc3339(expire))].into();
     client
         .leases()
         .create(client.request(CreateLease {
-            id: lease.clone(),
-            labels: lease_labels,
+            id: lease.to_string(),
+            labels,
         })?)
         .await
         .map_err(|s| client.err(&format!("lease {lease:?}"), &s))?;
+    Ok(())
+}
+
+/// Prepares the snapshot (under `lease`, dropped once the container record holds the
+/// snapshot, so a GC in between cannot take it), creates the container and runs its task.
+async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>, lease: &str) -> Result<()> {
+    let (a, id) = (p.a, p.id.as_str());
     let mounts = match client
         .snapshots()
         .prepare(client.request_in_lease(
@@ -382,13 +404,13 @@ async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>) -> Result<()>
                 parent: p.chain.clone(),
                 labels: HashMap::new(),
             },
-            &lease,
+            lease,
         )?)
         .await
     {
         Ok(r) => r.into_inner().mounts,
         Err(s) => {
-            lease::delete_quietly(client, &lease).await;
+            lease::delete_quietly(client, lease).await;
             let e = if s.code() == Code::AlreadyExists {
                 Error::failed(format!(
                     "container {id:?} already exists in namespace {:?} (its snapshot does) — \
@@ -402,22 +424,47 @@ async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>) -> Result<()>
         }
     };
     let created = create_container(client, p, &mounts).await;
-    lease::delete_quietly(client, &lease).await;
     if let Err(e) = created {
+        lease::delete_quietly(client, lease).await;
         snapshot::remove_quietly(client, &a.snapshotter, id).await;
         return Err(e);
     }
-    let outcome = start_task(client, opts, a, id, &mounts).await;
+    // A container removed on exit keeps nothing: its overlay need not be synced to disk (as
+    // podman does for --rm), which spares the unmount a sync of the whole upper filesystem.
+    let rootfs = if a.rm { volatile(mounts) } else { mounts };
+    // The container record now holds the snapshot: the lease goes while the task is made.
+    let (_, outcome) = futures_lite::future::zip(
+        lease::delete_quietly(client, lease),
+        start_task(client, opts, a, id, &rootfs),
+    )
+    .await;
     if a.detach && outcome.is_ok() {
         return outcome.map(|_| ());
     }
     if a.rm {
-        if let Ok(req) = client.request(DeleteContainerRequest { id: id.to_string() }) {
-            let _ = client.containers().delete(req).await;
-        }
-        snapshot::remove_quietly(client, &a.snapshotter, id).await;
+        // Neither waits for the other: berthd removes a snapshot whatever record names it.
+        let container = async {
+            if let Ok(req) = client.request(DeleteContainerRequest { id: id.to_string() }) {
+                let _ = client.containers().delete(req).await;
+            }
+        };
+        futures_lite::future::zip(
+            container,
+            snapshot::remove_quietly(client, &a.snapshotter, id),
+        )
+        .await;
     }
     outcome.and_then(exit_with)
+}
+
+/// `mounts` with overlay's `volatile` option: no sync of the upper directory, ever.
+fn volatile(mut mounts: Vec<Mount>) -> Vec<Mount> {
+    for m in &mut mounts {
+        if m.r#type == "overlay" && !m.options.iter().any(|o| o == "volatile") {
+            m.options.push("volatile".into());
+        }
+    }
+    mounts
 }
 
 /// Builds the spec (reading the image's account files from the snapshot) and creates the
@@ -531,21 +578,23 @@ async fn attach_and_wait(
     } else {
         format!("process {exec_id:?} of task {id:?}")
     };
-    client
-        .tasks()
-        .start(client.request(StartRequest {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_string(),
-        })?)
-        .await
-        .map_err(|s| client.err(&what, &s))?;
+    let start = async {
+        client
+            .tasks()
+            .start(client.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            })?)
+            .await
+            .map(|_| ())
+            .map_err(|s| client.err(&what, &s))
+    };
     if detach {
-        return Ok(0);
+        return start.await.map(|()| 0);
     }
-    if tty {
-        resize(client, id, exec_id).await;
-    }
-    let wait = async {
+    // The Wait goes out with the Start (as ctr sends it first): berthd answers a Wait in every
+    // state, so the exit needs no round trip of its own once the process is started.
+    let mut wait = Box::pin(async {
         client
             .tasks()
             .wait(client.request(WaitRequest {
@@ -555,7 +604,23 @@ async fn attach_and_wait(
             .await
             .map(|r| r.into_inner().exit_status)
             .map_err(|s| client.err(&what, &s))
-    };
+    });
+    let mut start = Box::pin(start);
+    let early = futures_lite::future::or(async { (&mut start).await.map(|()| None) }, async {
+        (&mut wait).await.map(Some)
+    })
+    .await?;
+    if let Some(status) = early {
+        // exited before the Start's reply came: that reply still says whether it started
+        start.await?;
+        if let Some(att) = attached {
+            blocking::unblock(move || att.drain(DRAIN)).await;
+        }
+        return Ok(status);
+    }
+    if tty {
+        resize(client, id, exec_id).await;
+    }
     let stdin_done = attached.as_ref().map(|a| a.stdin_done.clone());
     let side = async {
         let mut signals = async_signal::Signals::new([

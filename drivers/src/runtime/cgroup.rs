@@ -247,17 +247,27 @@ pub(crate) fn metrics(m: &Membership) -> Option<Metrics> {
     })
 }
 
-/// How many processes of the cgroup the kernel's OOM killer has killed (v1
-/// `memory.oom_control`'s `oom_kill`, v2 `memory.events`'); `None` if the cgroup is gone.
-pub(crate) fn oom_kills(m: &Membership) -> Option<u64> {
-    let hs = hierarchies();
-    if let Some(mem) = dir(&hs, m, Some("memory")) {
-        let kv = keyed(&mem.join("memory.oom_control"));
-        return (!kv.is_empty()).then(|| get(&kv, "oom_kill"));
+/// The file that counts the processes of a cgroup the kernel's OOM killer has killed (v1
+/// `memory.oom_control`, v2 `memory.events`): found once, while the container runs, and read
+/// at each exit without looking the cgroup up again.
+#[derive(Debug, Clone)]
+pub struct OomCounter(PathBuf);
+
+impl OomCounter {
+    /// The count now (`oom_kill`); 0 once the cgroup is gone.
+    pub fn read(&self) -> u64 {
+        get(&keyed(&self.0), "oom_kill")
     }
-    let d = dir(&hs, m, None)?;
-    let kv = keyed(&d.join("memory.events"));
-    (!kv.is_empty()).then(|| get(&kv, "oom_kill"))
+}
+
+/// The cgroup's OOM counter; `None` if the cgroup cannot be found.
+pub(crate) fn oom_counter(m: &Membership) -> Option<OomCounter> {
+    let hs = hierarchies();
+    let file = match dir(&hs, m, Some("memory")) {
+        Some(mem) => mem.join("memory.oom_control"),
+        None => dir(&hs, m, None)?.join("memory.events"),
+    };
+    file.exists().then_some(OomCounter(file))
 }
 
 fn pids_usage(d: Option<&Path>) -> PidsUsage {

@@ -61,7 +61,7 @@ use berth_shim::protocol::{
 };
 
 pub use berth_shim::protocol::{ErrorCode, ExitRecord, Stdio};
-pub use cgroup::{CpuUsage, MemoryUsage, Metrics, PidsUsage};
+pub use cgroup::{CpuUsage, MemoryUsage, Metrics, OomCounter, PidsUsage};
 
 use client::{call, CallError};
 
@@ -991,14 +991,13 @@ impl Runtime {
         Ok((cgroup::membership(spec.as_deref(), pid), cfg.id))
     }
 
-    /// How many of the container's processes the OOM killer has killed so far (0 if its
-    /// cgroup cannot be read). Read when a process exits, before the task is deleted.
-    pub fn oom_kills(&self, namespace: &str, id: &str) -> u64 {
+    /// The counter of the container's processes the OOM killer has killed (`None` if its
+    /// cgroup cannot be found). Looked up while the task runs; read when a process exits.
+    pub fn oom_counter(&self, namespace: &str, id: &str) -> Option<OomCounter> {
         self.cgroup(namespace, id)
             .ok()
             .and_then(|(m, _)| m)
-            .and_then(|m| cgroup::oom_kills(&m))
-            .unwrap_or(0)
+            .and_then(|m| cgroup::oom_counter(&m))
     }
 
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
@@ -1020,7 +1019,9 @@ impl Runtime {
                 id: id.into(),
             });
         }
+        let rootfs = bundle.join(ROOTFS_DIR);
         let mut exit = None;
+        let mut unmounted = None;
         if let Ok((_, cfg)) = self.task(namespace, id) {
             // With force, a shim that does not answer does not stop the delete.
             let state = match self.state_of(bundle.clone(), cfg.clone()) {
@@ -1035,35 +1036,56 @@ impl Runtime {
                     reason: "the task is running: kill it first, or delete with force".into(),
                 });
             }
-            if !(status == Status::Stopped && runc::delete_stopped(&cfg)) {
-                match self.run(&cfg, &["delete", "--force", &cfg.id], None) {
-                    Ok(_) => {}
-                    Err(RuntimeError::Runtime { stderr, .. })
-                        if stderr.contains("does not exist") => {}
-                    Err(e) => return Err(e),
+            let stopped = (status == Status::Stopped)
+                .then(|| runc::stopped(&cfg))
+                .flatten();
+            std::thread::scope(|scope| -> Result<(), RuntimeError> {
+                // Nothing of a stopped container in its own pid namespace runs any more: its
+                // root is unmounted (a sync of the upper filesystem, the slowest step of a
+                // delete) while its cgroups, runc state and shim go.
+                let unmount = stopped
+                    .is_some()
+                    .then(|| scope.spawn(|| mounts::unmount_all(&rootfs)));
+                if !stopped.as_ref().is_some_and(runc::Stopped::delete) {
+                    match self.run(&cfg, &["delete", "--force", &cfg.id], None) {
+                        Ok(_) => {}
+                        Err(RuntimeError::Runtime { stderr, .. })
+                            if stderr.contains("does not exist") => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            exit = state.as_ref().and_then(|s| s.init.exit);
-            if state.as_ref().is_none_or(|s| s.shim_pid.is_some()) {
-                if exit.is_none() {
-                    exit = self.wait_in(&bundle, id, "", Some(DELETE_WAIT)).ok();
+                exit = state.as_ref().and_then(|s| s.init.exit);
+                if state.as_ref().is_none_or(|s| s.shim_pid.is_some()) {
+                    if exit.is_none() {
+                        exit = self.wait_in(&bundle, id, "", Some(DELETE_WAIT)).ok();
+                    }
+                    if call(&bundle, &Request::Shutdown, Some(CALL_TIMEOUT)).is_err() {
+                        kill_shim(&bundle);
+                    }
                 }
-                if call(&bundle, &Request::Shutdown, Some(CALL_TIMEOUT)).is_err() {
-                    kill_shim(&bundle);
-                }
-            }
+                unmounted = unmount.map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RuntimeError::Mount {
+                            target: rootfs.clone(),
+                            reason: "the unmounting thread panicked".into(),
+                        })
+                    })
+                });
+                Ok(())
+            })?;
             exit = exit.or_else(|| read_exit(&bundle, ""));
         }
-        let rootfs = bundle.join(ROOTFS_DIR);
-        mounts::unmount_all(&rootfs)?;
+        match unmounted {
+            Some(r) => r?,
+            None => mounts::unmount_all(&rootfs)?,
+        }
         if mounts::is_mount_point(&bundle, &rootfs) {
             return Err(RuntimeError::Mount {
                 target: rootfs,
                 reason: "still a mount point after unmounting; the bundle is kept".into(),
             });
         }
-        fs::remove_dir_all(&bundle)
-            .map_err(|e| io_err(format!("removing {}", bundle.display()), e))?;
+        remove_bundle(&bundle)?;
         Ok(exit)
     }
 
@@ -1101,11 +1123,15 @@ impl Runtime {
             let Ok(entries) = fs::read_dir(&ns_dir) else {
                 continue;
             };
-            let mut ids: Vec<String> = entries
+            let names: Vec<String> = entries
                 .flatten()
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .filter(|id| valid_id(id))
                 .collect();
+            for deleted in names.iter().filter(|n| n.starts_with(DELETED_PREFIX)) {
+                // a bundle deleted (and unmounted) just before a crash
+                let _ = fs::remove_dir_all(ns_dir.join(deleted));
+            }
+            let mut ids: Vec<String> = names.into_iter().filter(|id| valid_id(id)).collect();
             ids.sort();
             for id in ids {
                 let bundle = ns_dir.join(&id);
@@ -1159,6 +1185,36 @@ fn process(p: berth_shim::protocol::ProcessState) -> Process {
     }
 }
 
+/// The prefix of a deleted bundle's name while it is being removed: no task id starts with a
+/// dot, so such a directory never collides with a task made right after.
+const DELETED_PREFIX: &str = ".deleted-";
+
+/// Removes an unmounted bundle. It is renamed out of the way at once (a new task of that id
+/// may be created the next moment) and its files, a dozen unlinks that cost about half a
+/// millisecond on the path of every delete, go on a thread of their own. Leftovers of a crash
+/// are removed by [`Runtime::recover`].
+fn remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = bundle.file_name().unwrap_or_default().to_string_lossy();
+    let trash = bundle.with_file_name(format!(
+        "{DELETED_PREFIX}{name}-{}-{seq}",
+        std::process::id()
+    ));
+    match fs::rename(bundle, &trash) {
+        Ok(()) => {
+            std::thread::spawn(move || {
+                if let Err(e) = fs::remove_dir_all(&trash) {
+                    log::warn!("removing {}: {e}", trash.display());
+                }
+            });
+            Ok(())
+        }
+        Err(_) => fs::remove_dir_all(bundle)
+            .map_err(|e| io_err(format!("removing {}", bundle.display()), e)),
+    }
+}
+
 /// Kills the bundle's shim if it still runs (a shim that did not answer a shutdown); the pid
 /// is only trusted while its command line is that shim's.
 fn kill_shim(bundle: &Path) {
@@ -1168,10 +1224,13 @@ fn kill_shim(bundle: &Path) {
     else {
         return;
     };
-    let mut expected = b"berth-shim\0serve\0".to_vec();
-    expected.extend_from_slice(bundle.as_os_str().as_encoded_bytes());
+    // `<shim> start <bundle>` (the forked daemon) or `<shim> serve <bundle>`
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if cmdline.starts_with(&expected) {
+    let mut args = cmdline.split(|b| *b == 0).skip(1);
+    let (cmd, dir) = (args.next(), args.next());
+    if matches!(cmd, Some(b"start" | b"serve"))
+        && dir == Some(bundle.as_os_str().as_encoded_bytes())
+    {
         if let Some(pid) = rustix::process::Pid::from_raw(pid) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }

@@ -14,25 +14,28 @@
 //! Anything else, or any step that fails, leaves the job to `runc delete`.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_shim::protocol::TaskConfig;
 use serde_json::Value;
 
-/// Deletes the stopped runc container of `cfg` as `runc delete` would; `false` when it did
-/// nothing because the case is not the simple one (run `runc delete` then).
-pub(crate) fn delete_stopped(cfg: &TaskConfig) -> bool {
+/// A stopped runc container in the simple case, as read from its `state.json`: what
+/// [`Stopped::delete`] removes.
+pub(crate) struct Stopped {
+    dir: PathBuf,
+    cgroups: Vec<String>,
+}
+
+/// The stopped runc container of `cfg` if it is in the simple case (see the module docs);
+/// `None` otherwise (run `runc delete` then). Nothing of it runs any more: its init is gone and,
+/// in its own pid namespace, took every other process of it along.
+pub(crate) fn stopped(cfg: &TaskConfig) -> Option<Stopped> {
     if !cfg.starts_through_exec_fifo() {
-        return false;
+        return None;
     }
     let dir = Path::new(&cfg.runtime_root).join(&cfg.id);
-    let Some(state) = fs::read(dir.join("state.json"))
-        .ok()
-        .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-    else {
-        return false;
-    };
+    let state = serde_json::from_slice::<Value>(&fs::read(dir.join("state.json")).ok()?).ok()?;
     let config = &state["config"];
     let own_pid_ns = config["namespaces"].as_array().is_some_and(|ns| {
         ns.iter()
@@ -47,20 +50,29 @@ pub(crate) fn delete_stopped(cfg: &TaskConfig) -> bool {
             .as_array()
             .is_none_or(|h| h.is_empty());
     if !simple || init_alive(&state) {
-        return false;
+        return None;
     }
-    let mut paths: Vec<&str> = state["cgroup_paths"]
+    let mut cgroups: Vec<String> = state["cgroup_paths"]
         .as_object()
-        .map(|m| m.values().filter_map(Value::as_str).collect())
+        .map(|m| {
+            m.values()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
-    paths.sort_unstable();
-    paths.dedup();
-    for p in paths {
-        if !remove_cgroup(Path::new(p)) {
-            return false;
-        }
+    cgroups.sort_unstable();
+    cgroups.dedup();
+    Some(Stopped { dir, cgroups })
+}
+
+impl Stopped {
+    /// Removes the container's cgroups and state as `runc delete` would; `false` if a step
+    /// failed (run `runc delete` then).
+    pub(crate) fn delete(&self) -> bool {
+        self.cgroups.iter().all(|p| remove_cgroup(Path::new(p)))
+            && fs::remove_dir_all(&self.dir).is_ok()
     }
-    fs::remove_dir_all(&dir).is_ok()
 }
 
 /// Whether the init recorded in `state.json` still runs (same pid, same start time).
