@@ -11,9 +11,10 @@
 //! descriptor it inherited beyond stdio) and exits at once, so the daemon is orphaned right
 //! away and adopted by init (or the nearest child subreaper): berthd is never its parent for
 //! more than the launcher's few hundred microseconds, never has to reap it, and its death
-//! sends it nothing. (`berth-shim serve <bundle>` runs the daemon in the foreground.) The daemon calls `setsid` (no controlling terminal, out of
-//! berthd's process group) and makes itself a child subreaper, so the container's processes
-//! become its children once the runtime's own process exits.
+//! sends it nothing. (`berth-shim serve <bundle>` runs the daemon in the foreground.) The
+//! daemon calls `setsid` (no controlling terminal, out of berthd's process group) and makes
+//! itself a child subreaper, so the container's processes become its children once the
+//! runtime's own process exits.
 //!
 //! The daemon then runs `<runtime> create` (see [`protocol`] for the bundle's files), reports
 //! the init's pid on the stdout berthd gave the launcher, and serves requests on
