@@ -429,13 +429,10 @@ async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>, lease: &str) 
         snapshot::remove_quietly(client, &a.snapshotter, id).await;
         return Err(e);
     }
-    // A container removed on exit keeps nothing: its overlay need not be synced to disk (as
-    // podman does for --rm), which spares the unmount a sync of the whole upper filesystem.
-    let rootfs = if a.rm { volatile(mounts) } else { mounts };
     // The container record now holds the snapshot: the lease goes while the task is made.
     let (_, outcome) = futures_lite::future::zip(
         lease::delete_quietly(client, lease),
-        start_task(client, opts, a, id, &rootfs),
+        start_task(client, opts, a, id, &mounts),
     )
     .await;
     if a.detach && outcome.is_ok() {
@@ -455,16 +452,6 @@ async fn create_and_run(client: &Client, opts: Opts, p: &Plan<'_>, lease: &str) 
         .await;
     }
     outcome.and_then(exit_with)
-}
-
-/// `mounts` with overlay's `volatile` option: no sync of the upper directory, ever.
-fn volatile(mut mounts: Vec<Mount>) -> Vec<Mount> {
-    for m in &mut mounts {
-        if m.r#type == "overlay" && !m.options.iter().any(|o| o == "volatile") {
-            m.options.push("volatile".into());
-        }
-    }
-    mounts
 }
 
 /// Builds the spec (reading the image's account files from the snapshot) and creates the
