@@ -120,9 +120,11 @@ fn run(cfg: Config) -> Result<(), String> {
         events: Default::default(),
         uuid: uuid(&cfg.root).map_err(|e| format!("uuid: {e}"))?,
         ingest_locks: Default::default(),
+        // Tasks first: it finishes unmounting the roots of tasks deleted just before a crash,
+        // which the snapshotters' start-up cleanup may then remove.
+        tasks: Arc::new(tasks::Tasks::open(&cfg.state, shim_binary())?),
         snapshotters: snapshots::Snapshotters::open(&cfg.root, &store_for_snapshots)?,
         gc: Default::default(),
-        tasks: Arc::new(tasks::Tasks::open(&cfg.state, shim_binary())?),
     });
     daemon.tasks.recover(&daemon);
     match svc::leases::drop_stale_transfers(&daemon.store) {

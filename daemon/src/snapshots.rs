@@ -381,6 +381,13 @@ impl Snapshotter {
         .await;
         let (root, name) = (self.root.clone(), self.name.clone());
         std::thread::spawn(move || {
+            // A removed snapshot may be the root of a task deleted a moment ago, still being
+            // unmounted on a thread of its own: never delete files under a mount.
+            if !berth_drivers::runtime::settle_unmounts(std::time::Duration::from_secs(10)) {
+                // left to the next start-up cleanup, which runs after the roots are unmounted
+                log::warn!("snapshotter {name}: task roots still mounted after 10 s");
+                return;
+            }
             for a in &trash {
                 if let Err(e) = snapfs::perform(&root, a) {
                     // The record is gone; the directory goes at the next start-up cleanup.

@@ -91,6 +91,8 @@ impl Tasks {
     pub fn open(state: &std::path::Path, shim: PathBuf) -> Result<Self, String> {
         let dir = state.join("tasks");
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        // bundles deleted just before a crash, their roots perhaps still mounted
+        rt::sweep_deleted(&dir);
         let state_file = state.join("tasks.json");
         let table = match std::fs::read(&state_file) {
             Ok(bytes) => TaskTable::from_json(&bytes)

@@ -348,13 +348,51 @@ fn exit_statuses_reach_a_waiter_issued_before_start() {
         let st = env.rt.state(env.ns, id).unwrap();
         assert_eq!(st.init.status, Status::Stopped);
         assert_eq!(env.rt.wait(env.ns, id, "").unwrap(), exit);
+        let bundle = env.rt.bundle(env.ns, id);
         assert_eq!(env.rt.delete(env.ns, id, false).unwrap(), Some(exit));
-        assert!(!env.rt.bundle(env.ns, id).exists());
+        assert!(!bundle.exists());
         assert!(matches!(
             env.rt.state(env.ns, id),
             Err(berth_drivers::runtime::RuntimeError::NotFound { .. })
         ));
+        // The root is unmounted just after the delete answers, under the bundle's new name.
+        assert!(berth_drivers::runtime::settle_unmounts(
+            Duration::from_secs(10)
+        ));
+        let ns_dir = bundle.parent().unwrap().to_string_lossy().into_owned();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mountinfo.contains(ns_dir.as_str()),
+            "a root is still mounted under {ns_dir}:\n{mountinfo}"
+        );
+        // The same id can be used again at once.
+        env.rt
+            .create(env.task(id, &["/bin/true"], Stdio::default()))
+            .unwrap();
+        env.rt.delete(env.ns, id, true).unwrap();
     }
+}
+
+#[test]
+fn a_crash_between_delete_and_unmount_is_finished_at_start_up() {
+    if !usable() {
+        return;
+    }
+    let _g = serial();
+    let env = Env::new();
+    // What a crash just after a delete answered leaves: the bundle renamed, its root mounted.
+    let state = env.rt.config().state.clone();
+    let left = state.join(env.ns).join(".deleted-gone-1-0");
+    let src = state.join("src");
+    fs::create_dir_all(left.join("rootfs")).unwrap();
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("file"), b"x").unwrap();
+    rustix::mount::mount_bind(&src, left.join("rootfs")).unwrap();
+    berth_drivers::runtime::sweep_deleted(&state);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(".deleted-gone"), "{mountinfo}");
+    assert!(!left.exists());
+    assert!(src.join("file").exists(), "the mount's source was touched");
 }
 
 #[test]

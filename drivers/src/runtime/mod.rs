@@ -1002,8 +1002,11 @@ impl Runtime {
 
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
     /// created init; for a stopped runc container berth removes its cgroups and state itself,
-    /// saving a runc start), the shim, the rootfs mounts and the bundle. A running task needs `force`
-    /// (it is killed). Returns how the init exited, if that is known.
+    /// saving a runc start), the shim, the rootfs mounts and the bundle. A running task needs
+    /// `force` (it is killed). Returns how the init exited, if that is known.
+    ///
+    /// The root filesystem of a stopped container (own pid namespace: nothing of it runs) is
+    /// unmounted just after this returns, on a thread; [`settle_unmounts`] waits for it.
     pub fn delete(
         &self,
         namespace: &str,
@@ -1021,7 +1024,7 @@ impl Runtime {
         }
         let rootfs = bundle.join(ROOTFS_DIR);
         let mut exit = None;
-        let mut unmounted = None;
+        let mut stopped = None;
         if let Ok((_, cfg)) = self.task(namespace, id) {
             // With force, a shim that does not answer does not stop the delete.
             let state = match self.state_of(bundle.clone(), cfg.clone()) {
@@ -1036,49 +1039,35 @@ impl Runtime {
                     reason: "the task is running: kill it first, or delete with force".into(),
                 });
             }
-            let stopped = (status == Status::Stopped)
+            stopped = (status == Status::Stopped)
                 .then(|| runc::stopped(&cfg))
                 .flatten();
-            std::thread::scope(|scope| -> Result<(), RuntimeError> {
-                // Nothing of a stopped container in its own pid namespace runs any more: its
-                // root is unmounted (a sync of the upper filesystem, the slowest step of a
-                // delete) while its cgroups, runc state and shim go.
-                let unmount = stopped
-                    .is_some()
-                    .then(|| scope.spawn(|| mounts::unmount_all(&rootfs)));
-                if !stopped.as_ref().is_some_and(runc::Stopped::delete) {
-                    match self.run(&cfg, &["delete", "--force", &cfg.id], None) {
-                        Ok(_) => {}
-                        Err(RuntimeError::Runtime { stderr, .. })
-                            if stderr.contains("does not exist") => {}
-                        Err(e) => return Err(e),
-                    }
+            if !stopped.as_ref().is_some_and(runc::Stopped::delete) {
+                match self.run(&cfg, &["delete", "--force", &cfg.id], None) {
+                    Ok(_) => {}
+                    Err(RuntimeError::Runtime { stderr, .. })
+                        if stderr.contains("does not exist") => {}
+                    Err(e) => return Err(e),
                 }
-                exit = state.as_ref().and_then(|s| s.init.exit);
-                if state.as_ref().is_none_or(|s| s.shim_pid.is_some()) {
-                    if exit.is_none() {
-                        exit = self.wait_in(&bundle, id, "", Some(DELETE_WAIT)).ok();
-                    }
-                    if call(&bundle, &Request::Shutdown, Some(CALL_TIMEOUT)).is_err() {
-                        kill_shim(&bundle);
-                    }
+            }
+            exit = state.as_ref().and_then(|s| s.init.exit);
+            if state.as_ref().is_none_or(|s| s.shim_pid.is_some()) {
+                if exit.is_none() {
+                    exit = self.wait_in(&bundle, id, "", Some(DELETE_WAIT)).ok();
                 }
-                unmounted = unmount.map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(RuntimeError::Mount {
-                            target: rootfs.clone(),
-                            reason: "the unmounting thread panicked".into(),
-                        })
-                    })
-                });
-                Ok(())
-            })?;
+                if call(&bundle, &Request::Shutdown, Some(CALL_TIMEOUT)).is_err() {
+                    kill_shim(&bundle);
+                }
+            }
             exit = exit.or_else(|| read_exit(&bundle, ""));
         }
-        match unmounted {
-            Some(r) => r?,
-            None => mounts::unmount_all(&rootfs)?,
+        if stopped.is_some() {
+            // Nothing of a stopped container in its own pid namespace runs any more: its root
+            // is unmounted after the answer (see `retire_bundle`).
+            retire_bundle(&bundle)?;
+            return Ok(exit);
         }
+        mounts::unmount_all(&rootfs)?;
         if mounts::is_mount_point(&bundle, &rootfs) {
             return Err(RuntimeError::Mount {
                 target: rootfs,
@@ -1128,8 +1117,8 @@ impl Runtime {
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
                 .collect();
             for deleted in names.iter().filter(|n| n.starts_with(DELETED_PREFIX)) {
-                // a bundle deleted (and unmounted) just before a crash
-                let _ = fs::remove_dir_all(ns_dir.join(deleted));
+                // a bundle deleted just before a crash
+                unmount_and_remove(&ns_dir.join(deleted));
             }
             let mut ids: Vec<String> = names.into_iter().filter(|id| valid_id(id)).collect();
             ids.sort();
@@ -1189,18 +1178,42 @@ fn process(p: berth_shim::protocol::ProcessState) -> Process {
 /// dot, so such a directory never collides with a task made right after.
 const DELETED_PREFIX: &str = ".deleted-";
 
-/// Removes an unmounted bundle. It is renamed out of the way at once (a new task of that id
-/// may be created the next moment) and its files, a dozen unlinks that cost about half a
-/// millisecond on the path of every delete, go on a thread of their own. Leftovers of a crash
-/// are removed by [`Runtime::recover`].
-fn remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
+/// How many deleted bundles still have their root filesystem mounted (see [`retire_bundle`]),
+/// and the condition [`settle_unmounts`] waits on.
+static RETIRING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Waits until every root filesystem of a deleted task is unmounted, at most `timeout`;
+/// `false` if some still is. Called before the files of a removed snapshot are deleted: its
+/// directories may be a root filesystem that is still being unmounted.
+pub fn settle_unmounts(timeout: Duration) -> bool {
+    let (count, cv) = &RETIRING;
+    let guard = count
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (guard, _) = cv
+        .wait_timeout_while(guard, timeout, |n| *n > 0)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *guard == 0
+}
+
+/// A name for a deleted bundle beside `bundle`.
+fn deleted_name(bundle: &Path) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = bundle.file_name().unwrap_or_default().to_string_lossy();
-    let trash = bundle.with_file_name(format!(
+    bundle.with_file_name(format!(
         "{DELETED_PREFIX}{name}-{}-{seq}",
         std::process::id()
-    ));
+    ))
+}
+
+/// Removes an unmounted bundle. It is renamed out of the way at once (a new task of that id
+/// may be created the next moment) and its files, a dozen unlinks that cost about half a
+/// millisecond on the path of every delete, go on a thread of their own. Leftovers of a crash
+/// are removed by [`sweep_deleted`].
+fn remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
+    let trash = deleted_name(bundle);
     match fs::rename(bundle, &trash) {
         Ok(()) => {
             std::thread::spawn(move || {
@@ -1212,6 +1225,70 @@ fn remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
         }
         Err(_) => fs::remove_dir_all(bundle)
             .map_err(|e| io_err(format!("removing {}", bundle.display()), e)),
+    }
+}
+
+/// Retires the bundle of a stopped task whose processes are all gone: renamed out of the way
+/// with its root filesystem still mounted (a rename moves the mount along), which is then
+/// unmounted and removed on a thread. The unmount syncs the upper filesystem (~1.5 ms here),
+/// the slowest step of a delete, and nothing needs it done before the answer: a snapshot
+/// removal waits for it ([`settle_unmounts`]), and [`sweep_deleted`] finishes the job after
+/// a crash.
+fn retire_bundle(bundle: &Path) -> Result<(), RuntimeError> {
+    let trash = deleted_name(bundle);
+    if fs::rename(bundle, &trash).is_err() {
+        let rootfs = bundle.join(ROOTFS_DIR);
+        mounts::unmount_all(&rootfs)?;
+        if mounts::is_mount_point(bundle, &rootfs) {
+            return Err(RuntimeError::Mount {
+                target: rootfs,
+                reason: "still a mount point after unmounting; the bundle is kept".into(),
+            });
+        }
+        return remove_bundle(bundle);
+    }
+    let (count, cv) = &RETIRING;
+    *count
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+    std::thread::spawn(move || {
+        unmount_and_remove(&trash);
+        *count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+        cv.notify_all();
+    });
+    Ok(())
+}
+
+/// Unmounts a deleted bundle's root filesystem and removes the bundle; one whose root stays
+/// mounted is kept (never delete under a mount) and reported.
+fn unmount_and_remove(trash: &Path) {
+    let rootfs = trash.join(ROOTFS_DIR);
+    let unmounted = mounts::unmount_all(&rootfs);
+    if unmounted.is_err() || mounts::is_mount_point(trash, &rootfs) {
+        log::warn!(
+            "{}: the root filesystem stays mounted ({:?}); the directory is kept",
+            trash.display(),
+            unmounted.err()
+        );
+        return;
+    }
+    if let Err(e) = fs::remove_dir_all(trash) {
+        log::warn!("removing {}: {e}", trash.display());
+    }
+}
+
+/// Finishes the deleted bundles a crash left under the task state directory `state`:
+/// unmounts their root filesystems and removes them. Run before anything else at start-up
+/// (before the snapshotters remove their own leftovers, which may be such a root).
+pub fn sweep_deleted(state: &Path) {
+    for ns_dir in fs::read_dir(state).into_iter().flatten().flatten() {
+        for e in fs::read_dir(ns_dir.path()).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(DELETED_PREFIX) {
+                unmount_and_remove(&e.path());
+            }
+        }
     }
 }
 
