@@ -19,6 +19,10 @@ use berth_drivers::store::Store;
 use smol::lock::Mutex;
 use tonic::Status;
 
+/// How long a removed snapshot's files wait for a mount still using them (the root of a task
+/// deleted a moment ago, being unmounted) before they are left to the next start-up cleanup.
+const UNMOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One snapshotter.
 pub struct Snapshotter {
     /// Its name (`overlayfs`, `native`).
@@ -251,8 +255,17 @@ impl Snapshotter {
         .map_err(|e| snapshot_status(&e))?;
         if let Err(e) = self.perform(p.actions.clone()).await {
             self.undo(&mut tree, p.undo).await;
-            // Leave no half-made directory behind: the next cleanup would, but do it now.
-            let stray = tree.cleanup(&snapfs::list_snapshot_dirs(&self.root).unwrap_or_default());
+            // Leave no half-made directory behind: the next cleanup would, but do it now. The
+            // `trash-*` directories are left to the removals that made them (they may be
+            // waiting for an unmount) and to the start-up cleanup.
+            let dirs = snapfs::list_snapshot_dirs(&self.root).unwrap_or_default();
+            let stray = tree.cleanup(&dirs);
+            let stray: Vec<Action> = stray
+                .into_iter()
+                .filter(|a| {
+                    !matches!(a, Action::RemoveAll { path } if path.starts_with("snapshots/trash-"))
+                })
+                .collect();
             let _ = self.perform(stray).await;
             return Err(Status::internal(format!("preparing snapshot {key:?}: {e}")));
         }
@@ -346,6 +359,8 @@ impl Snapshotter {
     async fn discard(&self, actions: Vec<Action>) {
         let root = self.root.clone();
         let name = self.name.clone();
+        // Each removal with the directory it had before the rename: a task's root that is
+        // still being unmounted names that one.
         let trash = blocking(move || {
             let mut trash = Vec::new();
             for a in actions {
@@ -359,6 +374,10 @@ impl Snapshotter {
                         }),
                     _ => None,
                 };
+                let was = match &a {
+                    Action::RemoveAll { path } => Some(root.join(path)),
+                    _ => None,
+                };
                 match renamed {
                     Some(Action::Rename { from, to }) => {
                         let r = Action::Rename {
@@ -366,14 +385,14 @@ impl Snapshotter {
                             to: to.clone(),
                         };
                         match snapfs::perform(&root, &r) {
-                            Ok(()) => trash.push(Action::RemoveAll { path: to }),
+                            Ok(()) => trash.push((Action::RemoveAll { path: to }, was)),
                             Err(e) => {
                                 log::debug!("snapshotter {name}: {e}; removing in place");
-                                trash.push(a);
+                                trash.push((a, was));
                             }
                         }
                     }
-                    _ => trash.push(a),
+                    _ => trash.push((a, was)),
                 }
             }
             trash
@@ -381,14 +400,18 @@ impl Snapshotter {
         .await;
         let (root, name) = (self.root.clone(), self.name.clone());
         std::thread::spawn(move || {
-            // A removed snapshot may be the root of a task deleted a moment ago, still being
-            // unmounted on a thread of its own: never delete files under a mount.
-            if !berth_drivers::runtime::settle_unmounts(std::time::Duration::from_secs(10)) {
-                // left to the next start-up cleanup, which runs after the roots are unmounted
-                log::warn!("snapshotter {name}: task roots still mounted after 10 s");
-                return;
-            }
-            for a in &trash {
+            for (a, was) in &trash {
+                // The snapshot may be the root of a task deleted a moment ago, still being
+                // unmounted on a thread of its own: never delete files under a mount.
+                if let Some(dir) = was.as_ref().and_then(|d| d.to_str()) {
+                    if !berth_drivers::runtime::wait_unused(&[dir.to_string()], UNMOUNT_WAIT) {
+                        log::warn!(
+                            "snapshotter {name}: {dir} is still mounted; its files stay until \
+                             the next start"
+                        );
+                        continue;
+                    }
+                }
                 if let Err(e) = snapfs::perform(&root, a) {
                     // The record is gone; the directory goes at the next start-up cleanup.
                     log::warn!("snapshotter {name}: {e}");

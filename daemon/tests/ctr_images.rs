@@ -70,6 +70,13 @@ fn check_rich_tree(root: &Path) {
     );
 }
 
+fn sh(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn lines(s: &str) -> Vec<&str> {
     s.lines().filter(|l| !l.trim().is_empty()).collect()
 }
@@ -248,6 +255,53 @@ fn suite(driver: &str) {
     assert!(
         names.contains("added.txt") && names.contains("etc/.wh.group"),
         "the layer holds the change and the whiteout: {names}"
+    );
+    // A removed snapshot that is still mounted (as the root of a task deleted a moment ago
+    // can be) keeps its files until the mount is gone: they are never deleted under it.
+    d.ctr_ok(&["snapshots", "prepare", "held", &top]);
+    let target = tempfile::tempdir().unwrap();
+    let cmd = d.ctr_ok(&[
+        "snapshots",
+        "mounts",
+        &target.path().to_string_lossy(),
+        "held",
+    ]);
+    assert!(sh(&cmd), "{cmd}");
+    let held_upper = cmd
+        .split(',')
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .expect("upperdir")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let id = Path::new(&held_upper)
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::write(target.path().join("marker"), "x").unwrap();
+    d.ctr_ok(&["snapshots", "rm", "held"]);
+    let trash = Path::new(&held_upper)
+        .parent()
+        .unwrap()
+        .with_file_name(format!("trash-{id}"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        trash.join("fs/marker").exists(),
+        "the files of a mounted snapshot were deleted ({})",
+        trash.display()
+    );
+    assert!(sh(&format!("umount {}", target.path().display())));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while trash.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !trash.exists(),
+        "{} stayed after the unmount",
+        trash.display()
     );
     d.ctr_ok(&["snapshots", "label", "work", "purpose=test"]);
     assert!(d.ctr_ok(&["snapshots", "info", "work"]).contains("purpose"));

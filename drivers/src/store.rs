@@ -71,7 +71,6 @@ db_err!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    redb::SetDurabilityError,
     serde_json::Error
 );
 
@@ -618,7 +617,7 @@ impl Store {
             ));
         }
         validate_labels(labels)?;
-        let tx = self.begin_lease_create()?;
+        let tx = self.db.begin_write()?;
         ensure_ns(&tx, ns)?;
         let rec = {
             let mut t = tx.open_table(LEASES)?;
@@ -646,17 +645,6 @@ impl Store {
         self.ns_list(LEASES, ns)
     }
 
-    /// A lease's creation is committed without waiting for the disk: it reaches the disk with
-    /// the next durable commit, and adding the first resource under the lease is one. A crash
-    /// can lose only a lease that protects nothing yet, which loses or leaks nothing. (ctr
-    /// makes a lease on the path of every `ctr run`.) Deletions stay durable: a deleted lease
-    /// that came back would protect its resources again.
-    fn begin_lease_create(&self) -> Result<redb::WriteTransaction> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(redb::Durability::None)?;
-        Ok(tx)
-    }
-
     /// Deletes a lease and its resource list. NotFound if missing.
     pub fn lease_delete(&self, ns: &str, id: &str) -> Result<()> {
         let tx = self.db.begin_write()?;
@@ -674,10 +662,15 @@ impl Store {
 
     /// Adds a resource to a lease. NotFound if the lease is missing.
     pub fn lease_add_resource(&self, ns: &str, id: &str, r: &LeaseResource) -> Result<()> {
+        self.lease_add_resource_new(ns, id, r).map(|_| ())
+    }
+
+    /// As [`Store::lease_add_resource`]; `true` if the lease did not hold the resource yet.
+    pub fn lease_add_resource_new(&self, ns: &str, id: &str, r: &LeaseResource) -> Result<bool> {
         let tx = self.db.begin_write()?;
-        add_resource(&tx, ns, id, &r.kind, &r.id)?;
+        let new = add_resource(&tx, ns, id, &r.kind, &r.id)?;
         tx.commit()?;
-        Ok(())
+        Ok(new)
     }
 
     /// Removes a resource from a lease. NotFound if the lease is missing.
@@ -833,21 +826,24 @@ fn validate_image(name: &str, target: &Descriptor) -> Result<()> {
     Ok(())
 }
 
+/// Adds a resource to a lease; `true` if the lease did not hold it yet.
 fn add_resource(
     tx: &redb::WriteTransaction,
     ns: &str,
     lease: &str,
     kind: &str,
     id: &str,
-) -> Result<()> {
+) -> Result<bool> {
     if tx.open_table(LEASES)?.get((ns, lease))?.is_none() {
         return Err(StoreError::NotFound(format!(
             "lease {lease:?} does not exist"
         )));
     }
-    tx.open_table(LEASE_RESOURCES)?
-        .insert((ns, lease, kind, id), ())?;
-    Ok(())
+    let old = tx
+        .open_table(LEASE_RESOURCES)?
+        .insert((ns, lease, kind, id), ())?
+        .is_some();
+    Ok(!old)
 }
 
 fn remove_lease_resources(
@@ -967,7 +963,8 @@ mod tests {
             kind: "ingests".into(),
             id: "ref-1".into(),
         };
-        s.lease_add_resource("ns", "l1", &r).unwrap();
+        assert!(s.lease_add_resource_new("ns", "l1", &r).unwrap());
+        assert!(!s.lease_add_resource_new("ns", "l1", &r).unwrap());
         assert_eq!(s.lease_resources("ns", "l1").unwrap().len(), 2);
         s.lease_delete_resource("ns", "l1", &r).unwrap();
         assert_eq!(

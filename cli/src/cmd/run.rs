@@ -323,25 +323,29 @@ pub async fn run(client: &Client, opts: Opts, a: RunArgs) -> Result<()> {
     // while the image is looked up (pulled if missing): neither waits for the other.
     let lease = format!("berth-run-{id}-{:08x}", fastrand::u32(..));
     let image = async {
-        let img = match image::find_image(client, &a.image).await? {
-            Some(i) => i,
+        let (img, pulled) = match image::find_image(client, &a.image).await? {
+            Some(i) => (i, false),
             None => {
                 let pull = PullArgs::for_run(&a.image, &a.plain_http, &a.snapshotter);
                 let (_, name) = image::pull_image(client, &pull).await?;
-                image::get_image(client, &name).await?
+                (image::get_image(client, &name).await?, true)
             }
         };
         let mut docs = Documents::new(client);
         let (config, chain) = image::image_config(&mut docs, &img, &image::host_platform()).await?;
-        Ok::<_, Error>((img, config, chain))
+        Ok::<_, Error>((img, config, chain, pulled))
     };
     let (leased, resolved) = futures_lite::future::zip(create_lease(client, &lease), image).await;
     let (img, config, chain) = match (leased, resolved) {
-        (Ok(()), Ok(r)) => r,
-        (Err(e), resolved) => {
-            drop(resolved);
-            return Err(e);
+        (Ok(()), Ok((img, config, chain, pulled))) => {
+            if pulled {
+                // a pull may outlast the lease's hour: start it afresh
+                lease::delete_quietly(client, &lease).await;
+                create_lease(client, &lease).await?;
+            }
+            (img, config, chain)
         }
+        (Err(e), _) => return Err(e),
         (Ok(()), Err(e)) => {
             lease::delete_quietly(client, &lease).await;
             return Err(e);

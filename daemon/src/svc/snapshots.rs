@@ -63,37 +63,38 @@ impl Service {
         );
     }
 
-    /// Ensures the namespace exists and, under a lease, adds the snapshot to it.
+    /// Ensures the namespace exists and, under a lease, adds the snapshot to it: `true` if the
+    /// lease did not hold it yet.
     async fn bookkeep<T>(
         &self,
         req: &Request<T>,
         ns: &str,
         ss: &str,
         key: &str,
-    ) -> Result<(), Status> {
+    ) -> Result<bool, Status> {
         let lease = lease(req)?;
         let (n, ss, key) = (ns.to_string(), ss.to_string(), key.to_string());
         self.0
             .store_write_held(move |s| {
                 s.namespace_ensure(&n)?;
-                if let Some(l) = lease {
-                    s.lease_add_resource(
+                match lease {
+                    Some(l) => s.lease_add_resource_new(
                         &n,
                         &l,
                         &LeaseResource {
                             kind: format!("snapshots/{ss}"),
                             id: key,
                         },
-                    )?;
+                    ),
+                    None => Ok(false),
                 }
-                Ok::<(), berth_drivers::store::StoreError>(())
             })
             .await
             .map_err(status)
     }
 
-    /// Takes back what [`Service::bookkeep`] recorded for a snapshot that was not made (best
-    /// effort: a leftover only keeps the lease referring to a key that does not exist).
+    /// Takes back the record [`Service::bookkeep`] added for a snapshot that was not made (best
+    /// effort: a leftover only keeps the lease referring to a key it did not get).
     async fn unkeep<T>(&self, req: &Request<T>, ns: &str, ss: &str, key: &str) {
         let Ok(Some(lease)) = lease(req) else {
             return;
@@ -136,8 +137,8 @@ impl Service {
         let (mounts, ev) = match created {
             Ok(c) => c,
             Err(e) => {
-                // AlreadyExists: the key is taken, perhaps under this very lease; leave that be
-                if kept.is_ok() && e.code() != tonic::Code::AlreadyExists {
+                // only what this call added: the lease may hold the key from before
+                if matches!(kept, Ok(true)) {
                     self.unkeep(&req, &ns, &ss.name, &r.key).await;
                 }
                 return Err(e);

@@ -62,6 +62,7 @@ use berth_shim::protocol::{
 
 pub use berth_shim::protocol::{ErrorCode, ExitRecord, Stdio};
 pub use cgroup::{CpuUsage, MemoryUsage, Metrics, OomCounter, PidsUsage};
+pub use mounts::wait_unused;
 
 use client::{call, CallError};
 
@@ -571,6 +572,17 @@ impl Runtime {
             .mode(0o711)
             .create(&cfg.runtime_root)
             .map_err(|e| io_err(format!("creating {}", cfg.runtime_root), e))?;
+        if RETIRING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            // The root of a task deleted a moment ago may still be mounted on these very
+            // directories (a task started again on its container's snapshot).
+            let dirs = mounts::overlay_dirs(&task.rootfs);
+            if !mounts::wait_unused(&dirs, RETIRE_WAIT) {
+                return Err(RuntimeError::Mount {
+                    target: rootfs,
+                    reason: "the snapshot is still mounted for a deleted task".into(),
+                });
+            }
+        }
         let mounted = mounts::mount_all(
             &task.rootfs,
             &rootfs,
@@ -1006,7 +1018,7 @@ impl Runtime {
     /// `force` (it is killed). Returns how the init exited, if that is known.
     ///
     /// The root filesystem of a stopped container (own pid namespace: nothing of it runs) is
-    /// unmounted just after this returns, on a thread; [`settle_unmounts`] waits for it.
+    /// unmounted just after this returns, on a thread (see `retire_bundle`).
     pub fn delete(
         &self,
         namespace: &str,
@@ -1118,7 +1130,7 @@ impl Runtime {
                 .collect();
             for deleted in names.iter().filter(|n| n.starts_with(DELETED_PREFIX)) {
                 // a bundle deleted just before a crash
-                unmount_and_remove(&ns_dir.join(deleted));
+                let _ = unmount_and_remove(&ns_dir.join(deleted));
             }
             let mut ids: Vec<String> = names.into_iter().filter(|id| valid_id(id)).collect();
             ids.sort();
@@ -1174,27 +1186,31 @@ fn process(p: berth_shim::protocol::ProcessState) -> Process {
     }
 }
 
+/// How long a create waits for a deleted task's root on the same directories to be unmounted.
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
+
 /// The prefix of a deleted bundle's name while it is being removed: no task id starts with a
 /// dot, so such a directory never collides with a task made right after.
 const DELETED_PREFIX: &str = ".deleted-";
 
-/// How many deleted bundles still have their root filesystem mounted (see [`retire_bundle`]),
-/// and the condition [`settle_unmounts`] waits on.
-static RETIRING: (std::sync::Mutex<usize>, std::sync::Condvar) =
-    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+/// How many deleted bundles may still have their root filesystem mounted (see
+/// [`retire_bundle`]): while none does, a create need not look for one using its directories.
+static RETIRING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Waits until every root filesystem of a deleted task is unmounted, at most `timeout`;
-/// `false` if some still is. Called before the files of a removed snapshot are deleted: its
-/// directories may be a root filesystem that is still being unmounted.
-pub fn settle_unmounts(timeout: Duration) -> bool {
-    let (count, cv) = &RETIRING;
-    let guard = count
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (guard, _) = cv
-        .wait_timeout_while(guard, timeout, |n| *n > 0)
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    *guard == 0
+/// Counts one retiring bundle for as long as it lives.
+struct Retiring;
+
+impl Retiring {
+    fn new() -> Self {
+        RETIRING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Retiring
+    }
+}
+
+impl Drop for Retiring {
+    fn drop(&mut self) {
+        RETIRING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A name for a deleted bundle beside `bundle`.
@@ -1214,29 +1230,38 @@ fn deleted_name(bundle: &Path) -> PathBuf {
 /// are removed by [`sweep_deleted`].
 fn remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
     let trash = deleted_name(bundle);
-    match fs::rename(bundle, &trash) {
-        Ok(()) => {
-            std::thread::spawn(move || {
-                if let Err(e) = fs::remove_dir_all(&trash) {
-                    log::warn!("removing {}: {e}", trash.display());
-                }
-            });
-            Ok(())
-        }
-        Err(_) => fs::remove_dir_all(bundle)
-            .map_err(|e| io_err(format!("removing {}", bundle.display()), e)),
+    if fs::rename(bundle, &trash).is_err() {
+        return fs::remove_dir_all(bundle)
+            .map_err(|e| io_err(format!("removing {}", bundle.display()), e));
     }
+    let remove = move |trash: &Path| {
+        if let Err(e) = fs::remove_dir_all(trash) {
+            log::warn!("removing {}: {e}", trash.display());
+        }
+    };
+    let t = trash.clone();
+    if std::thread::Builder::new()
+        .name("bundle-rm".into())
+        .spawn(move || remove(&t))
+        .is_err()
+    {
+        remove(&trash);
+    }
+    Ok(())
 }
 
 /// Retires the bundle of a stopped task whose processes are all gone: renamed out of the way
 /// with its root filesystem still mounted (a rename moves the mount along), which is then
 /// unmounted and removed on a thread. The unmount syncs the upper filesystem (~1.5 ms here),
-/// the slowest step of a delete, and nothing needs it done before the answer: a snapshot
-/// removal waits for it ([`settle_unmounts`]), and [`sweep_deleted`] finishes the job after
-/// a crash.
+/// the slowest step of a delete, and nothing needs it done before the answer: whoever uses
+/// the root's directories next waits until no mount does ([`mounts::wait_unused`]: a create
+/// of the same snapshot, the removal of the snapshot's files), and [`sweep_deleted`]
+/// finishes the job after a crash.
 fn retire_bundle(bundle: &Path) -> Result<(), RuntimeError> {
     let trash = deleted_name(bundle);
+    let retiring = Retiring::new();
     if fs::rename(bundle, &trash).is_err() {
+        drop(retiring);
         let rootfs = bundle.join(ROOTFS_DIR);
         mounts::unmount_all(&rootfs)?;
         if mounts::is_mount_point(bundle, &rootfs) {
@@ -1247,23 +1272,33 @@ fn retire_bundle(bundle: &Path) -> Result<(), RuntimeError> {
         }
         return remove_bundle(bundle);
     }
-    let (count, cv) = &RETIRING;
-    *count
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
-    std::thread::spawn(move || {
-        unmount_and_remove(&trash);
-        *count
+    let job = std::sync::Arc::new(std::sync::Mutex::new(Some((trash, retiring))));
+    let run = |job: &std::sync::Mutex<Option<(PathBuf, Retiring)>>| {
+        let taken = job
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
-        cv.notify_all();
-    });
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((trash, retiring)) = taken {
+            if !unmount_and_remove(&trash) {
+                // still mounted: creates keep looking for mounts on their directories
+                std::mem::forget(retiring);
+            }
+        }
+    };
+    let j = job.clone();
+    if std::thread::Builder::new()
+        .name("bundle-umount".into())
+        .spawn(move || run(&j))
+        .is_err()
+    {
+        run(&job); // no thread to be had: unmount here
+    }
     Ok(())
 }
 
 /// Unmounts a deleted bundle's root filesystem and removes the bundle; one whose root stays
-/// mounted is kept (never delete under a mount) and reported.
-fn unmount_and_remove(trash: &Path) {
+/// mounted is kept (never delete under a mount) and reported: `false` then.
+fn unmount_and_remove(trash: &Path) -> bool {
     let rootfs = trash.join(ROOTFS_DIR);
     let unmounted = mounts::unmount_all(&rootfs);
     if unmounted.is_err() || mounts::is_mount_point(trash, &rootfs) {
@@ -1272,11 +1307,12 @@ fn unmount_and_remove(trash: &Path) {
             trash.display(),
             unmounted.err()
         );
-        return;
+        return false;
     }
     if let Err(e) = fs::remove_dir_all(trash) {
         log::warn!("removing {}: {e}", trash.display());
     }
+    true
 }
 
 /// Finishes the deleted bundles a crash left under the task state directory `state`:
@@ -1286,7 +1322,7 @@ pub fn sweep_deleted(state: &Path) {
     for ns_dir in fs::read_dir(state).into_iter().flatten().flatten() {
         for e in fs::read_dir(ns_dir.path()).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(DELETED_PREFIX) {
-                unmount_and_remove(&e.path());
+                let _ = unmount_and_remove(&e.path());
             }
         }
     }

@@ -161,12 +161,84 @@ pub(crate) fn is_mount_point(dir: &Path, path: &Path) -> bool {
     }
 }
 
+/// The directories an overlay among `mounts` writes to (`upperdir=` and `workdir=`): what two
+/// mounts at once must not share.
+pub(crate) fn overlay_dirs(mounts: &[Mount]) -> Vec<String> {
+    mounts
+        .iter()
+        .filter(|m| m.kind == "overlay")
+        .flat_map(|m| m.options.iter())
+        .filter_map(|o| {
+            o.strip_prefix("upperdir=")
+                .or_else(|| o.strip_prefix("workdir="))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether a line of `/proc/self/mountinfo` names `dir` (or a path below it) as its mount
+/// point or in its filesystem options (an overlay's `upperdir=`, `workdir=`, `lowerdir=`).
+fn mountinfo_uses(line: &str, dir: &str) -> bool {
+    let names = |p: &str| p == dir || p.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+    let mut fields = line.split(' ');
+    let mount_point = fields.nth(4).unwrap_or_default();
+    let options = line.rsplit(' ').next().unwrap_or_default();
+    names(mount_point)
+        || options
+            .split(',')
+            .filter_map(|o| o.split_once('=').map(|(_, v)| v))
+            .flat_map(|v| v.split(':'))
+            .any(names)
+}
+
+/// Whether any mount of this process's namespace uses one of `dirs`.
+pub(crate) fn in_use(dirs: &[String]) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .any(|l| dirs.iter().any(|d| mountinfo_uses(l, d)))
+}
+
+/// Waits until no mount uses any of `dirs` (looking every 2 ms), at most `timeout`; `false`
+/// if one still does. Mounts made with relative paths (a deep layer chain's `lowerdir=`)
+/// cannot be told apart and do not count.
+pub fn wait_unused(dirs: &[String], timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while in_use(dirs) {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn mountinfo_lines_name_their_directories() {
+        let line = "812 25 0:86 / /run/t/default/c1/rootfs rw,relatime - overlay overlay \
+                    rw,lowerdir=/r/snapshots/1/fs:/r/snapshots/2/fs,upperdir=/r/snapshots/13/fs,\
+                    workdir=/r/snapshots/13/work,index=off";
+        assert!(mountinfo_uses(line, "/r/snapshots/13"));
+        assert!(mountinfo_uses(line, "/r/snapshots/13/work"));
+        assert!(mountinfo_uses(line, "/r/snapshots/2"));
+        assert!(mountinfo_uses(line, "/run/t/default/c1"));
+        assert!(!mountinfo_uses(line, "/r/snapshots/1/f"));
+        assert!(!mountinfo_uses(line, "/r/snapshots/130"));
+        assert!(!mountinfo_uses(line, "/r/snapshots/3"));
+        let m = Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            target: String::new(),
+            options: s(&["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l"]),
+        };
+        assert_eq!(overlay_dirs(&[m]), s(&["/w", "/u"]));
     }
 
     #[test]
