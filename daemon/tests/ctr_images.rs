@@ -70,6 +70,19 @@ fn check_rich_tree(root: &Path) {
     );
 }
 
+/// Unmounts its target when dropped, also when a test fails half-way.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        assert!(
+            sh(&format!("umount {}", self.0.display())) || std::thread::panicking(),
+            "umount {}",
+            self.0.display()
+        );
+    }
+}
+
 fn sh(cmd: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", cmd])
@@ -267,6 +280,7 @@ fn suite(driver: &str) {
         "held",
     ]);
     assert!(sh(&cmd), "{cmd}");
+    let mounted = Unmount(target.path().to_path_buf());
     let held_upper = cmd
         .split(',')
         .find_map(|o| o.strip_prefix("upperdir="))
@@ -293,7 +307,7 @@ fn suite(driver: &str) {
         "the files of a mounted snapshot were deleted ({})",
         trash.display()
     );
-    assert!(sh(&format!("umount {}", target.path().display())));
+    drop(mounted);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while trash.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
