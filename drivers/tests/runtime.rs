@@ -380,7 +380,8 @@ fn a_crash_between_delete_and_unmount_is_finished_at_start_up() {
     // What a crash just after a delete answered leaves: the bundle renamed, its root mounted.
     let state = env.rt.config().state.clone();
     let left = state.join(env.ns).join(".deleted-gone-1-0");
-    let src = state.join("src");
+    // the mount's source lives beside the state directory, not in it (it is no namespace)
+    let src = state.parent().unwrap().join("src");
     fs::create_dir_all(left.join("rootfs")).unwrap();
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("file"), b"x").unwrap();
