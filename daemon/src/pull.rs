@@ -572,10 +572,7 @@ async fn add_snapshot_to_lease_held(
     let (n, l, r) = (
         ns.to_string(),
         lease.to_string(),
-        berth_drivers::store::LeaseResource {
-            kind: format!("snapshots/{snapshotter}"),
-            id: key.to_string(),
-        },
+        berth_drivers::store::LeaseResource::snapshot(snapshotter, key),
     );
     d.store_write_held(move |s| s.lease_add_resource(&n, &l, &r))
         .await

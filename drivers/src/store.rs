@@ -177,6 +177,16 @@ pub struct LeaseResource {
     pub id: String,
 }
 
+impl LeaseResource {
+    /// Snapshot `key` of `snapshotter`.
+    pub fn snapshot(snapshotter: &str, key: &str) -> Self {
+        LeaseResource {
+            kind: format!("snapshots/{snapshotter}"),
+            id: key.to_string(),
+        }
+    }
+}
+
 /// What a content delete left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentDeleted {

@@ -746,7 +746,7 @@ pub async fn exec(client: &Client, _opts: Opts, a: ExecArgs) -> Result<()> {
     // --user resolves through the container's root (names, and a uid's group and groups),
     // as the container's own user did.
     let (passwd, group) = if a.user.is_some() {
-        account_files(mounts_of(client, &c.snapshotter, &c.snapshot_key).await?).await?
+        account_files(snapshot::mounts(client, &c.snapshotter, &c.snapshot_key).await?).await?
     } else {
         (None, None)
     };
@@ -795,21 +795,6 @@ pub async fn exec(client: &Client, _opts: Opts, a: ExecArgs) -> Result<()> {
         }
     }
     exit_with(code?)
-}
-
-/// The mounts of a container's snapshot.
-async fn mounts_of(client: &Client, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
-    use berth_api::services::snapshots::v1::MountsRequest;
-    Ok(client
-        .snapshots()
-        .mounts(client.request(MountsRequest {
-            snapshotter: snapshotter.to_string(),
-            key: key.to_string(),
-        })?)
-        .await
-        .map_err(|s| client.err(&format!("snapshot {key:?}"), &s))?
-        .into_inner()
-        .mounts)
 }
 
 #[cfg(test)]

@@ -271,6 +271,21 @@ pub async fn stat(client: &Client, snapshotter: &str, key: &str) -> Result<Info>
         .ok_or_else(|| Error::failed(format!("berthd returned no record for {what}")))
 }
 
+/// The mounts of an active snapshot.
+pub async fn mounts(client: &Client, snapshotter: &str, key: &str) -> Result<Vec<types::Mount>> {
+    let what = format!("snapshot {key:?}");
+    Ok(client
+        .snapshots()
+        .mounts(client.request(MountsRequest {
+            snapshotter: snapshotter.to_string(),
+            key: key.to_string(),
+        })?)
+        .await
+        .map_err(|s| snapshot_err(client, snapshotter, &what, &s))?
+        .into_inner()
+        .mounts)
+}
+
 /// Runs a `berth snapshot` command.
 pub async fn run(client: &Client, opts: Opts, args: SnapshotArgs) -> Result<()> {
     let sn = args.snapshotter.as_str();
@@ -312,17 +327,7 @@ pub async fn run(client: &Client, opts: Opts, args: SnapshotArgs) -> Result<()> 
         SnapshotCommand::Prepare(a) => create(client, opts, sn, a, false).await,
         SnapshotCommand::View(a) => create(client, opts, sn, a, true).await,
         SnapshotCommand::Mounts { target, key } => {
-            let what = format!("snapshot {key:?}");
-            let mounts = client
-                .snapshots()
-                .mounts(client.request(MountsRequest {
-                    snapshotter: sn.to_string(),
-                    key: key.clone(),
-                })?)
-                .await
-                .map_err(|s| snapshot_err(client, sn, &what, &s))?
-                .into_inner()
-                .mounts;
+            let mounts = mounts(client, sn, &key).await?;
             if opts.json {
                 return output::json(&mount_views(&mounts)).map_err(stdout_err);
             }

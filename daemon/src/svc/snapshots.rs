@@ -73,19 +73,12 @@ impl Service {
         key: &str,
     ) -> Result<bool, Status> {
         let lease = lease(req)?;
-        let (n, ss, key) = (ns.to_string(), ss.to_string(), key.to_string());
+        let (n, r) = (ns.to_string(), LeaseResource::snapshot(ss, key));
         self.0
             .store_write_held(move |s| {
                 s.namespace_ensure(&n)?;
                 match lease {
-                    Some(l) => s.lease_add_resource_new(
-                        &n,
-                        &l,
-                        &LeaseResource {
-                            kind: format!("snapshots/{ss}"),
-                            id: key,
-                        },
-                    ),
+                    Some(l) => s.lease_add_resource_new(&n, &l, &r),
                     None => Ok(false),
                 }
             })
@@ -99,13 +92,7 @@ impl Service {
         let Ok(Some(lease)) = lease(req) else {
             return;
         };
-        let (n, r) = (
-            ns.to_string(),
-            LeaseResource {
-                kind: format!("snapshots/{ss}"),
-                id: key.to_string(),
-            },
-        );
+        let (n, r) = (ns.to_string(), LeaseResource::snapshot(ss, key));
         let _ = self
             .0
             .store_write_held(move |s| s.lease_delete_resource(&n, &lease, &r))

@@ -1034,7 +1034,6 @@ impl Runtime {
                 id: id.into(),
             });
         }
-        let rootfs = bundle.join(ROOTFS_DIR);
         let mut exit = None;
         let mut stopped = None;
         if let Ok((_, cfg)) = self.task(namespace, id) {
@@ -1077,16 +1076,9 @@ impl Runtime {
             // Nothing of a stopped container in its own pid namespace runs any more: its root
             // is unmounted after the answer (see `retire_bundle`).
             retire_bundle(&bundle)?;
-            return Ok(exit);
+        } else {
+            unmount_and_remove_bundle(&bundle)?;
         }
-        mounts::unmount_all(&rootfs)?;
-        if mounts::is_mount_point(&bundle, &rootfs) {
-            return Err(RuntimeError::Mount {
-                target: rootfs,
-                reason: "still a mount point after unmounting; the bundle is kept".into(),
-            });
-        }
-        remove_bundle(&bundle)?;
         Ok(exit)
     }
 
@@ -1224,6 +1216,39 @@ fn deleted_name(bundle: &Path) -> PathBuf {
     ))
 }
 
+/// Runs `job` on a thread of its own named `name`, or here if no thread can be had.
+fn in_background<F: FnOnce() + Send + 'static>(name: &str, job: F) {
+    type Slot<F> = std::sync::Mutex<Option<F>>;
+    fn take<F>(slot: &Slot<F>) -> Option<F> {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+    let slot = std::sync::Arc::new(Slot::new(Some(job)));
+    let theirs = slot.clone();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || take(&theirs).map(|job| job()));
+    if spawned.is_err() {
+        if let Some(job) = take(&slot) {
+            job();
+        }
+    }
+}
+
+/// Unmounts the bundle's root filesystem and removes the bundle, before answering.
+fn unmount_and_remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
+    let rootfs = bundle.join(ROOTFS_DIR);
+    mounts::unmount_all(&rootfs)?;
+    if mounts::is_mount_point(bundle, &rootfs) {
+        return Err(RuntimeError::Mount {
+            target: rootfs,
+            reason: "still a mount point after unmounting; the bundle is kept".into(),
+        });
+    }
+    remove_bundle(bundle)
+}
+
 /// Removes an unmounted bundle. It is renamed out of the way at once (a new task of that id
 /// may be created the next moment) and its files, a dozen unlinks that cost about half a
 /// millisecond on the path of every delete, go on a thread of their own. Leftovers of a crash
@@ -1234,19 +1259,11 @@ fn remove_bundle(bundle: &Path) -> Result<(), RuntimeError> {
         return fs::remove_dir_all(bundle)
             .map_err(|e| io_err(format!("removing {}", bundle.display()), e));
     }
-    let remove = move |trash: &Path| {
-        if let Err(e) = fs::remove_dir_all(trash) {
+    in_background("bundle-rm", move || {
+        if let Err(e) = fs::remove_dir_all(&trash) {
             log::warn!("removing {}: {e}", trash.display());
         }
-    };
-    let t = trash.clone();
-    if std::thread::Builder::new()
-        .name("bundle-rm".into())
-        .spawn(move || remove(&t))
-        .is_err()
-    {
-        remove(&trash);
-    }
+    });
     Ok(())
 }
 
@@ -1262,37 +1279,14 @@ fn retire_bundle(bundle: &Path) -> Result<(), RuntimeError> {
     let retiring = Retiring::new();
     if fs::rename(bundle, &trash).is_err() {
         drop(retiring);
-        let rootfs = bundle.join(ROOTFS_DIR);
-        mounts::unmount_all(&rootfs)?;
-        if mounts::is_mount_point(bundle, &rootfs) {
-            return Err(RuntimeError::Mount {
-                target: rootfs,
-                reason: "still a mount point after unmounting; the bundle is kept".into(),
-            });
-        }
-        return remove_bundle(bundle);
+        return unmount_and_remove_bundle(bundle);
     }
-    let job = std::sync::Arc::new(std::sync::Mutex::new(Some((trash, retiring))));
-    let run = |job: &std::sync::Mutex<Option<(PathBuf, Retiring)>>| {
-        let taken = job
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some((trash, retiring)) = taken {
-            if !unmount_and_remove(&trash) {
-                // still mounted: creates keep looking for mounts on their directories
-                std::mem::forget(retiring);
-            }
+    in_background("bundle-umount", move || {
+        if !unmount_and_remove(&trash) {
+            // still mounted: creates keep looking for mounts on their directories
+            std::mem::forget(retiring);
         }
-    };
-    let j = job.clone();
-    if std::thread::Builder::new()
-        .name("bundle-umount".into())
-        .spawn(move || run(&j))
-        .is_err()
-    {
-        run(&job); // no thread to be had: unmount here
-    }
+    });
     Ok(())
 }
 
