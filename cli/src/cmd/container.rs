@@ -24,7 +24,7 @@ use tonic::Code;
 use crate::client::Client;
 use crate::cmd::snapshot::snapshot_err;
 use crate::cmd::task::{status_name, task_err};
-use crate::cmd::{label_paths, stdout_err, Failures};
+use crate::cmd::{label_paths, remove_each, stdout_err};
 use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
@@ -221,23 +221,10 @@ pub async fn run(client: &Client, opts: Opts, cmd: ContainerCommand) -> Result<(
             t.print().map_err(stdout_err)
         }
         ContainerCommand::Rm { ids } => {
-            let mut failures = Failures::new(ids.len());
-            let mut removed = Vec::new();
-            for id in &ids {
-                match remove(client, id).await {
-                    Ok(()) => {
-                        if !opts.json {
-                            output::text(&format!("{id}\n")).map_err(stdout_err)?;
-                        }
-                        removed.push(id.clone());
-                    }
-                    Err(e) => failures.push(e),
-                }
-            }
-            if opts.json {
-                output::json(&removed).map_err(stdout_err)?;
-            }
-            failures.finish("containers", "removed")
+            remove_each(opts, &ids, "containers", |id| async move {
+                remove(client, id).await.map(|()| id)
+            })
+            .await
         }
     }
 }

@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::cmd::{label_paths, stdout_err, Failures};
+use crate::cmd::{label_paths, remove_each, stdout_err, Failures};
 use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
@@ -141,32 +141,19 @@ pub async fn run(client: &Client, opts: Opts, cmd: ContentCommand) -> Result<()>
         ContentCommand::Rm { digests } => {
             let digests = digests
                 .iter()
-                .map(|d| digest_arg(d))
+                .map(|d| digest_arg(d).map(|d| d.to_string()))
                 .collect::<Result<Vec<_>>>()?;
-            let mut failures = Failures::new(digests.len());
-            let mut removed = Vec::new();
-            for d in &digests {
-                let what = format!("content {d}");
-                match client
+            remove_each(opts, &digests, "blobs", |d| async move {
+                client
                     .content()
                     .delete(client.request(DeleteContentRequest {
                         digest: d.to_string(),
                     })?)
                     .await
-                {
-                    Ok(_) => {
-                        if !opts.json {
-                            output::text(&format!("{d}\n")).map_err(stdout_err)?;
-                        }
-                        removed.push(d.to_string());
-                    }
-                    Err(s) => failures.push(client.err(&what, &s)),
-                }
-            }
-            if opts.json {
-                output::json(&removed).map_err(stdout_err)?;
-            }
-            failures.finish("blobs", "removed")
+                    .map_err(|s| client.err(&format!("content {d}"), &s))?;
+                Ok(d)
+            })
+            .await
         }
         ContentCommand::Label { digest, labels } => {
             let digest = digest_arg(&digest)?;

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::cmd::{stdout_err, Failures};
+use crate::cmd::{remove_each, stdout_err};
 use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
@@ -158,31 +158,18 @@ pub async fn run(client: &Client, opts: Opts, cmd: LeaseCommand) -> Result<()> {
             .map_err(stdout_err)
         }
         LeaseCommand::Rm { ids, sync } => {
-            let mut failures = Failures::new(ids.len());
-            let mut removed = Vec::new();
-            for id in &ids {
-                let what = format!("lease {id:?}");
-                match client
+            remove_each(opts, &ids, "leases", |id| async move {
+                client
                     .leases()
                     .delete(client.request(DeleteRequest {
-                        id: id.clone(),
+                        id: id.to_string(),
                         sync,
                     })?)
                     .await
-                {
-                    Ok(_) => {
-                        if !opts.json {
-                            output::text(&format!("{id}\n")).map_err(stdout_err)?;
-                        }
-                        removed.push(id.clone());
-                    }
-                    Err(s) => failures.push(client.err(&what, &s)),
-                }
-            }
-            if opts.json {
-                output::json(&removed).map_err(stdout_err)?;
-            }
-            failures.finish("leases", "removed")
+                    .map_err(|s| client.err(&format!("lease {id:?}"), &s))?;
+                Ok(id)
+            })
+            .await
         }
     }
 }

@@ -62,6 +62,37 @@ impl Failures {
     }
 }
 
+/// `rm A B C`: applies `remove` to each name, printing each one removed (with `--json`, the
+/// list of what `remove` returned), and reports the failures as [`Failures`] does.
+pub async fn remove_each<'a, T, Fut>(
+    opts: crate::Opts,
+    names: &'a [String],
+    what: &str,
+    mut remove: impl FnMut(&'a str) -> Fut,
+) -> crate::error::Result<()>
+where
+    Fut: std::future::Future<Output = crate::error::Result<T>>,
+    T: serde::Serialize,
+{
+    let mut failures = Failures::new(names.len());
+    let mut removed = Vec::new();
+    for name in names {
+        match remove(name).await {
+            Ok(v) => {
+                if !opts.json {
+                    crate::output::text(&format!("{name}\n")).map_err(stdout_err)?;
+                }
+                removed.push(v);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if opts.json {
+        crate::output::json(&removed).map_err(stdout_err)?;
+    }
+    failures.finish(what, "removed")
+}
+
 /// The update-mask paths `labels.<key>` for each key of `labels`.
 pub fn label_paths(labels: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     labels.keys().map(|k| format!("labels.{k}")).collect()

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::cmd::{label_paths, stdout_err, Failures};
+use crate::cmd::{label_paths, remove_each, stdout_err};
 use crate::error::{from_status, Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
@@ -109,28 +109,17 @@ pub async fn run(client: &Client, opts: Opts, cmd: NsCommand) -> Result<()> {
             .map_err(stdout_err)
         }
         NsCommand::Rm { names } => {
-            let mut failures = Failures::new(names.len());
-            let mut removed = Vec::new();
-            for name in &names {
-                let what = format!("namespace {name:?}");
-                match client
+            remove_each(opts, &names, "namespaces", |name| async move {
+                client
                     .namespaces()
-                    .delete(client.request(DeleteNamespaceRequest { name: name.clone() })?)
+                    .delete(client.request(DeleteNamespaceRequest {
+                        name: name.to_string(),
+                    })?)
                     .await
-                {
-                    Ok(_) => {
-                        if !opts.json {
-                            output::text(&format!("{name}\n")).map_err(stdout_err)?;
-                        }
-                        removed.push(name.clone());
-                    }
-                    Err(s) => failures.push(err(&what, s)),
-                }
-            }
-            if opts.json {
-                output::json(&removed).map_err(stdout_err)?;
-            }
-            failures.finish("namespaces", "removed")
+                    .map_err(|s| err(&format!("namespace {name:?}"), s))?;
+                Ok(name)
+            })
+            .await
         }
         NsCommand::Label { name, labels } => {
             let labels = parse::labels(&labels).map_err(Error::usage)?;

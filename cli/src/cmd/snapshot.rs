@@ -27,7 +27,7 @@ use serde::Serialize;
 use tonic::{Code, Status};
 
 use crate::client::Client;
-use crate::cmd::{label_paths, stdout_err, Failures};
+use crate::cmd::{label_paths, remove_each, stdout_err, Failures};
 use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::{parse, Opts};
@@ -380,31 +380,18 @@ pub async fn run(client: &Client, opts: Opts, args: SnapshotArgs) -> Result<()> 
             t.print().map_err(stdout_err)
         }
         SnapshotCommand::Rm { keys } => {
-            let mut failures = Failures::new(keys.len());
-            let mut removed = Vec::new();
-            for key in &keys {
-                let what = format!("snapshot {key:?}");
-                match client
+            remove_each(opts, &keys, "snapshots", |key| async move {
+                client
                     .snapshots()
                     .remove(client.request(RemoveSnapshotRequest {
                         snapshotter: sn.to_string(),
-                        key: key.clone(),
+                        key: key.to_string(),
                     })?)
                     .await
-                {
-                    Ok(_) => {
-                        if !opts.json {
-                            output::text(&format!("{key}\n")).map_err(stdout_err)?;
-                        }
-                        removed.push(key.clone());
-                    }
-                    Err(s) => failures.push(snapshot_err(client, sn, &what, &s)),
-                }
-            }
-            if opts.json {
-                output::json(&removed).map_err(stdout_err)?;
-            }
-            failures.finish("snapshots", "removed")
+                    .map_err(|s| snapshot_err(client, sn, &format!("snapshot {key:?}"), &s))?;
+                Ok(key)
+            })
+            .await
         }
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tonic::Code;
 
 use crate::client::Client;
-use crate::cmd::{stdout_err, Failures};
+use crate::cmd::{remove_each, stdout_err};
 use crate::error::{Error, Result};
 use crate::output::{self, Table};
 use crate::Opts;
@@ -273,28 +273,16 @@ pub async fn run(client: &Client, opts: Opts, cmd: TaskCommand) -> Result<()> {
         }
         TaskCommand::Metrics { id } => metrics(client, opts, &id).await,
         TaskCommand::Rm { ids, force } => {
-            let mut failures = Failures::new(ids.len());
-            let mut removed = Vec::new();
-            for id in &ids {
-                match remove(client, id, force).await {
-                    Ok(d) => {
-                        if !opts.json {
-                            output::text(&format!("{id}\n")).map_err(stdout_err)?;
-                        }
-                        removed.push(json!({
-                            "id": id,
-                            "pid": d.pid,
-                            "exit_status": d.exit_status,
-                            "exited_at": output::rfc3339(d.exited_at.as_ref()),
-                        }));
-                    }
-                    Err(e) => failures.push(e),
-                }
-            }
-            if opts.json {
-                output::json(&removed).map_err(stdout_err)?;
-            }
-            failures.finish("tasks", "removed")
+            remove_each(opts, &ids, "tasks", |id| async move {
+                let d = remove(client, id, force).await?;
+                Ok(json!({
+                    "id": id,
+                    "pid": d.pid,
+                    "exit_status": d.exit_status,
+                    "exited_at": output::rfc3339(d.exited_at.as_ref()),
+                }))
+            })
+            .await
         }
     }
 }
