@@ -27,7 +27,7 @@
 //! measures nothing. Until `berth run` exists, its rows say so and the rest is measured.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/registry.rs"]
@@ -35,7 +35,7 @@ mod registry;
 #[path = "util/mod.rs"]
 mod util;
 use registry::{push_image, Registry};
-use util::{median, sh};
+use util::{median, sh, Daemon};
 
 /// The namespace both daemons run in (also the parent of ctr's cgroups, `/<ns>/<id>`).
 const NS: &str = "berth-bench-run";
@@ -168,107 +168,6 @@ fn push_busybox(reg: &Registry, dir: &Path) -> (String, PathBuf) {
     let gz = std::fs::read(dir.join("layer.tar.gz")).unwrap();
     let image = push_image(reg, "bench/busybox", "latest", vec![(tar_bytes, gz)]);
     (image.reference, tar)
-}
-
-/// berthd or containerd, private under its own directory; killed when dropped.
-struct Daemon {
-    child: Child,
-    sock: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn wait(mut self) -> Result<Daemon, String> {
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&self.sock).is_err() {
-            if t0.elapsed() > Duration::from_secs(20) || self.child.try_wait().unwrap().is_some() {
-                return Err(format!(
-                    "daemon did not start:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(self)
-    }
-
-    fn berthd(bin: &Path, shim: &Path, dir: &Path) -> Result<Daemon, String> {
-        std::fs::create_dir_all(dir).unwrap();
-        let sock = dir.join("berth.sock");
-        let log = dir.join("berthd.log");
-        let child = Command::new(bin)
-            .arg("--address")
-            .arg(&sock)
-            .arg("--root")
-            .arg(dir.join("root"))
-            .arg("--state")
-            .arg(dir.join("state"))
-            .args(["--driver", "smol", "--log-level", "warn"])
-            .env("BERTH_SHIM", shim)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, sock, log }.wait()
-    }
-
-    fn containerd(dir: &Path) -> Result<Daemon, String> {
-        std::fs::create_dir_all(dir).unwrap();
-        let sock = dir.join("containerd.sock");
-        let log = dir.join("containerd.log");
-        std::fs::write(
-            dir.join("config.toml"),
-            format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  address = \"{state}/debug.sock\"\n[metrics]\n  address = \"\"\n",
-                root = dir.join("root").display(),
-                state = dir.join("state").display(),
-                sock = sock.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon { child, sock, log }.wait()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn ctr(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("-a").arg(&self.sock).args(["-n", NS]).args(args);
-        c
-    }
-
-    fn berth(&self, cli: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(cli);
-        c.arg("--address")
-            .arg(&self.sock)
-            .args(["-n", NS])
-            .args(args);
-        c
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The scratch directory; on drop (after the daemons, which are declared after it): leftover
@@ -598,11 +497,17 @@ fn main() {
     )
     .unwrap();
 
-    let c = match Daemon::containerd(&base.join("containerd")) {
+    let c = match Daemon::containerd(&base.join("containerd"), NS) {
         Ok(d) => d,
         Err(e) => return println!("containerd: {e}"),
     };
-    let b = match Daemon::berthd(&berthd, &shim, &base.join("berthd")) {
+    let b = match Daemon::berthd(
+        &berthd,
+        &base.join("berthd"),
+        "smol",
+        NS,
+        &[("BERTH_SHIM", &shim)],
+    ) {
         Ok(d) => d,
         Err(e) => return println!("berthd: {e}"),
     };

@@ -7,8 +7,8 @@
 //! file lives on tmpfs so reading it costs the same for everyone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 #[path = "util/mod.rs"]
 mod util;
@@ -16,41 +16,28 @@ use util::{median, sh};
 
 const SIZE: usize = 1 << 30;
 
+/// berthd on a fresh root under `base`, removed when dropped (after the daemon).
 struct Daemon {
-    child: Child,
-    sock: PathBuf,
+    d: Option<util::Daemon>,
     dir: PathBuf,
 }
 
 impl Daemon {
     fn start(driver: &str, base: &Path, run: usize) -> Daemon {
         let dir = base.join(format!("{driver}-{run}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sock = dir.join("s.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--address")
-            .arg(&sock)
-            .arg("--root")
-            .arg(dir.join("root"))
-            .arg("--state")
-            .arg(dir.join("state"))
-            .args(["--driver", driver, "--log-level", "warn"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Daemon { child, sock, dir }
+        let bin = Path::new(env!("CARGO_BIN_EXE_berthd"));
+        let d = util::Daemon::berthd(bin, &dir, driver, "default", &[]).unwrap();
+        Daemon { d: Some(d), dir }
+    }
+
+    fn sock(&self) -> &Path {
+        &self.d.as_ref().unwrap().sock
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.d.take();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -167,7 +154,11 @@ fn main() {
         for (driver, ctr_times, cli_times) in by_driver.iter_mut() {
             let d = Daemon::start(driver, &base, run);
             ctr_times.push(time_ctr_ingest(
-                &d.sock, "default", &input, &digest, "bench",
+                d.sock(),
+                "default",
+                &input,
+                &digest,
+                "bench",
             ));
             drop(d);
             if berth_cli.exists() {
@@ -175,7 +166,7 @@ fn main() {
                 let t0 = Instant::now();
                 let st = Command::new(&berth_cli)
                     .arg("--address")
-                    .arg(&d.sock)
+                    .arg(d.sock())
                     .args(["content", "ingest", "--expected", &digest])
                     .arg(&input)
                     .stdout(Stdio::null())

@@ -18,8 +18,8 @@
 //! if needed) and release binaries (`cargo build --release -p berth -p berthd`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 #[path = "util/mod.rs"]
 mod util;
@@ -69,95 +69,28 @@ impl Drop for FreshFs {
     }
 }
 
-/// A daemon on a fresh filesystem: berthd (a driver) or containerd.
-struct Daemon {
-    child: Child,
-    sock: PathBuf,
+/// A daemon on a fresh filesystem: berthd (a driver) or containerd. The daemon goes first,
+/// then the filesystem.
+struct OnFs {
+    d: util::Daemon,
     _fs: FreshFs,
 }
 
-impl Daemon {
-    fn wait(sock: &Path) {
-        let t0 = Instant::now();
-        while std::os::unix::net::UnixStream::connect(sock).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "daemon did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn berthd(bin: &Path, driver: &str, fs: FreshFs) -> Daemon {
-        let sock = fs.mnt.join("s.sock");
-        let child = Command::new(bin)
-            .arg("--address")
-            .arg(&sock)
-            .arg("--root")
-            .arg(fs.mnt.join("root"))
-            .arg("--state")
-            .arg(fs.mnt.join("state"))
-            .args(["--driver", driver, "--log-level", "warn"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self::wait(&sock);
-        Daemon {
-            child,
-            sock,
-            _fs: fs,
-        }
-    }
-
-    fn containerd(fs: FreshFs) -> Daemon {
-        let m = &fs.mnt;
-        let sock = m.join("c.sock");
-        std::fs::write(
-            m.join("config.toml"),
-            format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  address = \"{state}/debug.sock\"\n[metrics]\n  address = \"\"\n",
-                root = m.join("root").display(),
-                state = m.join("state").display(),
-                sock = sock.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(m.join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self::wait(&sock);
-        Daemon {
-            child,
-            sock,
-            _fs: fs,
-        }
-    }
-
-    fn ctr(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("-a").arg(&self.sock).args(["-n", "bench"]).args(args);
-        c
-    }
-
-    fn berth(&self, cli: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(cli);
-        c.arg("--address")
-            .arg(&self.sock)
-            .args(["-n", "bench"])
-            .args(args);
-        c
+impl std::ops::Deref for OnFs {
+    type Target = util::Daemon;
+    fn deref(&self) -> &util::Daemon {
+        &self.d
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_berthd(bin: &Path, driver: &str, fs: FreshFs) -> OnFs {
+    let d = util::Daemon::berthd(bin, &fs.mnt, driver, "bench", &[]).unwrap();
+    OnFs { d, _fs: fs }
+}
+
+fn start_containerd(fs: FreshFs) -> OnFs {
+    let d = util::Daemon::containerd(&fs.mnt, "bench").unwrap();
+    OnFs { d, _fs: fs }
 }
 
 struct Figure {
@@ -246,7 +179,7 @@ fn main() {
     // containerd exports the image once; both import that same tar
     let export = base.join("mf-export.tar");
     {
-        let c = Daemon::containerd(FreshFs::new(&base, "export"));
+        let c = start_containerd(FreshFs::new(&base, "export"));
         timed(&mut c.ctr(&["images", "pull", "--plain-http", &mf]));
         timed(&mut c.ctr(&["images", "export", export.to_str().unwrap(), &mf]));
     }
@@ -285,7 +218,7 @@ fn main() {
         }
         // cold gzip pull, then rm --sync of what it pulled
         {
-            let c = Daemon::containerd(fresh("c-pull"));
+            let c = start_containerd(fresh("c-pull"));
             figs[0]
                 .peer
                 .push(timed(&mut c.ctr(&["images", "pull", "--plain-http", &mf])));
@@ -295,7 +228,7 @@ fn main() {
         }
         figs[5].peer.push(*figs[0].peer.last().unwrap());
         {
-            let b = Daemon::berthd(&berthd, "smol", fresh("b-pull"));
+            let b = start_berthd(&berthd, "smol", fresh("b-pull"));
             figs[0]
                 .berth
                 .push(timed(&mut b.berth(&cli, &["image", "pull", "-q", &mf])));
@@ -305,14 +238,14 @@ fn main() {
         }
         // unpack with the content present
         {
-            let c = Daemon::containerd(fresh("c-unpack"));
+            let c = start_containerd(fresh("c-unpack"));
             timed(&mut c.ctr(&["content", "fetch", "--plain-http", &mf]));
             figs[1]
                 .peer
                 .push(timed(&mut c.ctr(&["images", "pull", "--plain-http", &mf])));
         }
         for driver in ["smol", "io-uring"] {
-            let b = Daemon::berthd(&berthd, driver, fresh(&format!("b-unpack-{driver}")));
+            let b = start_berthd(&berthd, driver, fresh(&format!("b-unpack-{driver}")));
             timed(&mut b.berth(&cli, &["image", "pull", "-q", "--no-unpack", &mf]));
             let t = timed(&mut b.berth(&cli, &["image", "pull", "-q", &mf]));
             if driver == "smol" {
@@ -323,20 +256,20 @@ fn main() {
         }
         // cold zstd pull
         {
-            let c = Daemon::containerd(fresh("c-zstd"));
+            let c = start_containerd(fresh("c-zstd"));
             figs[2]
                 .peer
                 .push(timed(&mut c.ctr(&["images", "pull", "--plain-http", &mz])));
         }
         {
-            let b = Daemon::berthd(&berthd, "smol", fresh("b-zstd"));
+            let b = start_berthd(&berthd, "smol", fresh("b-zstd"));
             figs[2]
                 .berth
                 .push(timed(&mut b.berth(&cli, &["image", "pull", "-q", &mz])));
         }
         // import of containerd's export
         {
-            let c = Daemon::containerd(fresh("c-import"));
+            let c = start_containerd(fresh("c-import"));
             figs[3].peer.push(timed(&mut c.ctr(&[
                 "images",
                 "import",
@@ -344,14 +277,14 @@ fn main() {
             ])));
         }
         {
-            let b = Daemon::berthd(&berthd, "smol", fresh("b-import"));
+            let b = start_berthd(&berthd, "smol", fresh("b-import"));
             figs[3].berth.push(timed(
                 &mut b.berth(&cli, &["image", "import", export.to_str().unwrap()]),
             ));
         }
         // the same client (ctr) against berthd
         {
-            let b = Daemon::berthd(&berthd, "smol", fresh("b-ctr"));
+            let b = start_berthd(&berthd, "smol", fresh("b-ctr"));
             figs[5]
                 .berth
                 .push(timed(&mut b.ctr(&["images", "pull", "--plain-http", &mf])));
