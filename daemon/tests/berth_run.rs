@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{berth_bin, push_busybox, Berthd, Registry};
+use common::{berth_bin, Berthd};
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -30,19 +30,13 @@ fn cap_eff(d: &Berthd, opts: &[&str], img: &str) -> u64 {
     let mut args = vec!["run", "--rm"];
     args.extend_from_slice(opts);
     args.extend_from_slice(&[img, "grep", "CapEff", "/proc/self/status"]);
-    let line = ok(d, &args);
-    let hex = line.trim().trim_start_matches("CapEff:").trim();
-    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("CapEff line {line:?}"))
+    common::cap_eff(&ok(d, &args))
 }
 
 #[test]
 fn berth_run_options_reach_the_container() {
-    common::require("runc", "runc");
-    common::shim_built();
-    let reg = Registry::start();
-    let image = push_busybox(&reg, "t/busybox", "latest", 0);
-    let img = image.reference.as_str();
-    let d = Berthd::start("smol");
+    let (_reg, d, img) = common::busybox_berthd(false);
+    let img = img.as_str();
 
     // Not pulled yet: run pulls it; output reaches stdout; the exit code passes through.
     let o = d.berth(&["run", "--rm", img, "/bin/sh", "-c", "echo hello from berth"]);
@@ -135,15 +129,7 @@ fn berth_run_options_reach_the_container() {
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
 
     // Host network: the host's interfaces; otherwise only lo.
-    let names = |s: &str| -> Vec<String> {
-        let mut v: Vec<String> = s
-            .lines()
-            .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
-            .filter(|n| !n.contains(' ') && !n.is_empty() && n != "Inter-|   Receive")
-            .collect();
-        v.sort();
-        v
-    };
+    let names = common::interfaces;
     let host_ifs = names(&std::fs::read_to_string("/proc/net/dev").unwrap());
     let inside = names(&ok(
         &d,
@@ -163,25 +149,15 @@ fn berth_run_options_reach_the_container() {
         ],
     );
     let cgroups = ok(&d, &["task", "exec", "lim", "cat", "/proc/self/cgroup"]);
-    let path_of = |controller: &str| -> String {
-        cgroups
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-                c.split(',').any(|c| c == controller).then(|| p.to_string())
-            })
-            .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroups}"))
-    };
     let mem = std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/memory{}/memory.limit_in_bytes",
-        path_of("memory")
+        "{}/memory.limit_in_bytes",
+        common::cgroup_dir(&cgroups, "memory")
     ))
     .unwrap();
     assert_eq!(mem.trim(), (64u64 << 20).to_string());
     let quota = std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/cpu{}/cpu.cfs_quota_us",
-        path_of("cpu")
+        "{}/cpu.cfs_quota_us",
+        common::cgroup_dir(&cgroups, "cpu")
     ))
     .unwrap();
     assert_eq!(quota.trim(), "50000");
@@ -198,13 +174,7 @@ fn berth_run_options_reach_the_container() {
     assert_eq!(default & (1 << 12), 0);
     let added = cap_eff(&d, &["--cap-add", "NET_ADMIN"], img);
     assert_eq!(added, default | (1 << 12));
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let bnd = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
-        .unwrap();
-    assert_eq!(cap_eff(&d, &["--privileged"], img), bnd);
+    assert_eq!(cap_eff(&d, &["--privileged"], img), common::host_cap_bnd());
 
     // A terminal; stdin.
     let o = ok(

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{push_busybox, wait_for, Berthd, Registry};
+use common::{wait_for, Berthd};
 
 fn show(o: &Output) -> String {
     format!(
@@ -133,15 +133,10 @@ fn subscribed(d: &Berthd, followers: &[&Follower]) {
 
 #[test]
 fn berth_containers_tasks_and_events() {
-    common::require("runc", "runc");
-    common::shim_built();
     // berth_bin() rebuilds the CLI once per test binary, so the commands under test are current
     common::berth_bin();
-    let reg = Registry::start();
-    let image = push_busybox(&reg, "t/busybox", "latest", 0);
-    let d = Berthd::start("smol");
-    let img = image.reference.as_str();
-    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+    let (_reg, d, img) = common::busybox_berthd(true);
+    let img = img.as_str();
 
     let events = Follower::start(&d, &["events"]);
     let paused_json = Follower::start(

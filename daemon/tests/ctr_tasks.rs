@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{push_busybox, wait_for, Berthd, Registry};
+use common::{cap_eff, cgroup_dir, host_cap_bnd, interfaces, wait_for};
 
 fn walk_for(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for e in std::fs::read_dir(dir).ok()? {
@@ -28,13 +28,8 @@ fn walk_for(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn ctr_run_and_tasks() {
-    common::require("runc", "runc");
-    common::shim_built();
-    let reg = Registry::start();
-    let image = push_busybox(&reg, "t/busybox", "latest", 0);
-    let d = Berthd::start("smol");
-    let img = image.reference.as_str();
-    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+    let (_reg, d, img) = common::busybox_berthd(true);
+    let img = img.as_str();
     let events = d.ctr_events();
 
     // run --rm: output reaches the client, exit codes propagate
@@ -132,13 +127,8 @@ fn ctr_run_and_tasks() {
 
 #[test]
 fn tasks_survive_kill_9_of_berthd() {
-    common::require("runc", "runc");
-    common::shim_built();
-    let reg = Registry::start();
-    let image = push_busybox(&reg, "t/busybox", "latest", 0);
-    let mut d = Berthd::start("smol");
-    let img = image.reference.as_str();
-    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+    let (_reg, mut d, img) = common::busybox_berthd(true);
+    let img = img.as_str();
 
     // five containers; c0 prints a line every 100 ms to its stdout FIFO; c4 exits while
     // berthd is down. ctr (the FIFOs' creator) ends when berthd dies; a second reader on c0's
@@ -250,45 +240,10 @@ fn tasks_survive_kill_9_of_berthd() {
     }
 }
 
-/// The interface names in a `/proc/net/dev`.
-fn interfaces(dev: &str) -> Vec<String> {
-    let mut v: Vec<String> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// `CapEff` of `grep CapEff /proc/self/status` output, as a bit mask.
-fn cap_eff(line: &str) -> u64 {
-    let hex = line.trim().trim_start_matches("CapEff:").trim();
-    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("CapEff line {line:?}"))
-}
-
-/// The host path of a container's cgroup for `controller`, from its `/proc/self/cgroup`.
-fn cgroup_dir(proc_cgroup: &str, controller: &str) -> String {
-    let rel = proc_cgroup
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-            c.split(',').any(|c| c == controller).then(|| p.to_string())
-        })
-        .unwrap_or_else(|| panic!("no {controller} cgroup in {proc_cgroup}"));
-    format!("/sys/fs/cgroup/{controller}{rel}")
-}
-
 #[test]
 fn ctr_run_options() {
-    common::require("runc", "runc");
-    common::shim_built();
-    let reg = Registry::start();
-    let image = push_busybox(&reg, "t/busybox", "latest", 0);
-    let d = Berthd::start("smol");
-    let img = image.reference.as_str();
-    d.ctr_ok(&["images", "pull", "--plain-http", img]);
+    let (_reg, d, img) = common::busybox_berthd(true);
+    let img = img.as_str();
 
     // --mount: a bind mount, written through, then read-only
     let host = tempfile::tempdir().unwrap();
@@ -357,14 +312,7 @@ fn ctr_run_options() {
         ),
     );
     assert_eq!(added, default | (1 << 12));
-    let bnd = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("CapBnd:")
-                .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
-        })
-        .unwrap();
+    let bnd = host_cap_bnd();
     let privileged =
         cap_eff(&d.ctr_ok(&[&["run", "--rm", "--privileged", img, "c3"][..], &grep].concat()));
     assert_eq!(privileged, bnd);

@@ -252,3 +252,58 @@ impl Drop for Berthd {
         }
     }
 }
+
+/// What the container tests start from: runc present, the shim built, a registry with a
+/// busybox image (`t/busybox:latest`), and berthd on the smol driver, with the image pulled
+/// through ctr if `pull`. The registry is returned so that it lives as long as the test.
+pub fn busybox_berthd(pull: bool) -> (Registry, Berthd, String) {
+    require("runc", "runc");
+    shim_built();
+    let reg = Registry::start();
+    let img = push_busybox(&reg, "t/busybox", "latest", 0).reference;
+    let d = Berthd::start("smol");
+    if pull {
+        d.ctr_ok(&["images", "pull", "--plain-http", &img]);
+    }
+    (reg, d, img)
+}
+
+/// The interface names in a `/proc/net/dev`, sorted.
+pub fn interfaces(dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `CapEff` of `grep CapEff /proc/self/status` output, as a bit mask.
+pub fn cap_eff(line: &str) -> u64 {
+    let hex = line.trim().trim_start_matches("CapEff:").trim();
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("CapEff line {line:?}"))
+}
+
+/// The capability bounding set this test runs with, as a bit mask.
+pub fn host_cap_bnd() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap()
+}
+
+/// The host path of a container's cgroup for `controller`, from its `/proc/self/cgroup`.
+pub fn cgroup_dir(proc_cgroup: &str, controller: &str) -> String {
+    let rel = proc_cgroup
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',').any(|c| c == controller).then(|| p.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup in {proc_cgroup}"));
+    format!("/sys/fs/cgroup/{controller}{rel}")
+}
