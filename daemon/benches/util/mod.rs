@@ -68,16 +68,26 @@ impl Daemon {
     ) -> Result<Daemon, String> {
         std::fs::create_dir_all(dir).unwrap();
         let sock = dir.join("berth.sock");
-        let log = dir.join("berthd.log");
-        let child = Command::new(bin)
-            .arg("--address")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--address")
             .arg(&sock)
             .arg("--root")
             .arg(dir.join("root"))
             .arg("--state")
             .arg(dir.join("state"))
             .args(["--driver", driver, "--log-level", "warn"])
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(cmd, sock, dir.join("berthd.log"), ns)
+    }
+
+    /// Starts `cmd` (stdin and stdout closed, stderr to `log`) and waits for `sock`.
+    fn spawn(
+        mut cmd: Command,
+        sock: PathBuf,
+        log: PathBuf,
+        ns: &'static str,
+    ) -> Result<Daemon, String> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -96,7 +106,6 @@ impl Daemon {
     pub fn containerd(dir: &Path, ns: &'static str) -> Result<Daemon, String> {
         std::fs::create_dir_all(dir).unwrap();
         let sock = dir.join("containerd.sock");
-        let log = dir.join("containerd.log");
         std::fs::write(
             dir.join("config.toml"),
             format!(
@@ -107,21 +116,9 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon {
-            child,
-            sock,
-            log,
-            ns,
-        }
-        .wait()
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config").arg(dir.join("config.toml"));
+        Self::spawn(cmd, sock, dir.join("containerd.log"), ns)
     }
 
     /// The daemon's pid.
