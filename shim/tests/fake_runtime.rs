@@ -34,8 +34,12 @@ exec)
   while [ $# -gt 1 ]; do
     case "$1" in --process) proc=$2; shift 2 ;; --pid-file) pidfile=$2; shift 2 ;; *) shift ;; esac
   done
-  ( exec sh "${proc%.process.json}.sh" ) &
-  echo $! > "$pidfile" ;;
+  # Like runc, leave the process to the shim (the subreaper), not as a child of this script:
+  # dash reaps its own background children, so a quick exit's status would be lost.
+  rm -f "$pidfile"
+  setsid -f sh -c 'echo $$ > "$1.tmp" && mv "$1.tmp" "$1" && exec sh "$2"' \
+    exec "$pidfile" "${proc%.process.json}.sh"
+  while [ ! -s "$pidfile" ]; do sleep 0.01; done ;;
 *)
   echo "{\"level\":\"error\",\"msg\":\"fake runtime: no $cmd\"}" >> log.json; exit 1 ;;
 esac
@@ -218,13 +222,14 @@ fn lifecycle_through_the_socket() {
             ..
         }
     ));
-    let Reply::Started { pid: e1 } = call(
+    let started = call(
         &b,
         &Request::Start {
             exec_id: "e1".into(),
         },
-    ) else {
-        panic!()
+    );
+    let Reply::Started { pid: e1 } = started else {
+        panic!("starting e1: {started:?}")
     };
     let rec = exited(call(
         &b,
