@@ -828,14 +828,23 @@ impl Shim {
         ran?;
         let pid = read_pid(&pid_file)?;
         // The process is our child (reparented when runc exited); a zombie already if it was
-        // quick, which its pidfd reports at once.
-        let pidfd = pidfd_open(pid_of(pid)?, PidfdFlags::empty())
-            .map_err(|e| format!("pidfd of {pid}: {e}"))?;
+        // quick, which its pidfd reports at once. Gone entirely only if the runtime (a wrapper
+        // script, say) reaped it: it ran, but its status is lost.
+        let pidfd = match pidfd_open(pid_of(pid)?, PidfdFlags::empty()) {
+            Ok(fd) => Some(fd),
+            Err(Errno::SRCH) => None,
+            Err(e) => return Err(format!("pidfd of {pid}: {e}")),
+        };
+        let lost = pidfd.is_none();
         let p = &mut self.procs[i];
         p.pid = pid;
-        p.pidfd = Some(pidfd);
+        p.pidfd = pidfd;
         p.status = ProcessStatus::Running;
         p.adopt_io(io, master);
+        if lost {
+            eprintln!("berth-shim: {pid} was reaped by the runtime; its status is lost");
+            self.exited(pid, 255);
+        }
         Ok(pid)
     }
 

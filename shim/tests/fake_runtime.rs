@@ -37,6 +37,10 @@ exec)
   # Like runc, leave the process to the shim (the subreaper), not as a child of this script:
   # dash reaps its own background children, so a quick exit's status would be lost.
   rm -f "$pidfile"
+  if [ -e "${proc%.process.json}.reaped" ]; then
+    # A runtime that waits for what it started: the shim finds the process gone.
+    sh "${proc%.process.json}.sh" & echo $! > "$pidfile"; wait; exit 0
+  fi
   setsid -f sh -c 'echo $$ > "$1.tmp" && mv "$1.tmp" "$1" && exec sh "$2"' \
     exec "$pidfile" "${proc%.process.json}.sh"
   while [ ! -s "$pidfile" ]; do sleep 0.01; done ;;
@@ -295,6 +299,28 @@ fn lifecycle_through_the_socket() {
             ..
         }
     ));
+
+    // An exec the runtime itself reaped: started, its status lost (255), not an error.
+    fs::write(b.dir.join("execs/e3.process.json"), "{}").unwrap();
+    fs::write(b.dir.join("execs/e3.sh"), "exit 5\n").unwrap();
+    fs::write(b.dir.join("execs/e3.reaped"), "").unwrap();
+    assert_eq!(call(&b, &add("e3")), Reply::Ok);
+    let started = call(
+        &b,
+        &Request::Start {
+            exec_id: "e3".into(),
+        },
+    );
+    let Reply::Started { pid: e3 } = started else {
+        panic!("starting e3: {started:?}")
+    };
+    let rec = exited(call(
+        &b,
+        &Request::Wait {
+            exec_id: "e3".into(),
+        },
+    ));
+    assert_eq!((rec.pid, rec.status), (e3, 255));
 
     // The init exits: recorded, the early waiter answered, stdout closed, the shim gone.
     fs::write(b.dir.join("stop"), "").unwrap();
