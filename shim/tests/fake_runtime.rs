@@ -49,14 +49,20 @@ exec)
 esac
 "#;
 
+/// A test directory (a bundle, or the FIFO's), removed on drop, after the shim and the fake
+/// init whose pid files it holds are killed.
 struct Bundle {
     dir: PathBuf,
 }
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        if let Ok(pid) = fs::read_to_string(self.dir.join("shim.pid")) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        // After a failed test too: the shim and the fake init (which would spin once its
+        // bundle is gone).
+        for file in ["shim.pid", "init.pid"] {
+            if let Ok(pid) = fs::read_to_string(self.dir.join(file)) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -130,10 +136,12 @@ fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn lifecycle_through_the_socket() {
-    let out_dir = std::env::temp_dir().join(format!("berth-shim-fifo-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&out_dir);
-    fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("out");
+    let out_dir = Bundle {
+        dir: std::env::temp_dir().join(format!("berth-shim-fifo-{}", std::process::id())),
+    };
+    let _ = fs::remove_dir_all(&out_dir.dir);
+    fs::create_dir_all(&out_dir.dir).unwrap();
+    let out = out_dir.dir.join("out");
     mkfifo(&out);
     let reader = {
         let out = out.clone();
@@ -334,7 +342,7 @@ fn lifecycle_through_the_socket() {
     until("the shim's pid file to go", || {
         !b.dir.join("shim.pid").exists()
     });
-    fs::remove_dir_all(&out_dir).unwrap();
+    drop(out_dir);
 }
 
 #[test]
