@@ -35,6 +35,9 @@ pub struct CreateExtra {
 type CallTx = async_channel::Sender<Result<Reply, TaskError>>;
 type WaitTx = async_channel::Sender<WaitResult>;
 
+/// How long an OOM notification waits for the OOM killer to count its kill.
+const OOM_KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Tasks of every namespace.
 pub struct Tasks {
     table: Mutex<TaskTable>,
@@ -44,7 +47,8 @@ pub struct Tasks {
     waits: Mutex<HashMap<WaitId, WaitTx>>,
     state_file: PathBuf,
     persisted: Mutex<u64>,
-    /// Per task, the OOM-kill count seen at its last exit (until its init exits).
+    /// Per task, the OOM-kill count last reported (until its init exits): by the live OOM
+    /// watch, or at a process's exit.
     oom_seen: Mutex<HashMap<(String, String), u64>>,
 }
 
@@ -256,8 +260,74 @@ impl Tasks {
         }
     }
 
+    /// Reports the OOMs of a running task's cgroup as they happen (on a thread, where the
+    /// cgroup gives live notifications: cgroup v1), until its init exits or the cgroup goes.
+    /// An OOM is published once: this and the exit check of [`Tasks::watch`] share the count
+    /// last seen.
+    fn watch_oom(self: &Arc<Self>, d: &Arc<Daemon>, ns: &str, id: &str) {
+        let key = (ns.to_string(), id.to_string());
+        let (this, d) = (self.clone(), d.clone());
+        // The cgroup is looked up on the thread: Start does not wait for it.
+        std::thread::spawn(move || {
+            let (ns, id) = (&key.0, &key.1);
+            let Some(events) = this.runtime.oom_events(ns, id) else {
+                return;
+            };
+            let Some(counter) = this.runtime.oom_counter(ns, id) else {
+                return;
+            };
+            this.oom_seen
+                .lock()
+                .expect("oom counters")
+                .entry(key.clone())
+                .or_insert(0);
+            while events.wait() && !events.gone() {
+                // The kernel signals when the cgroup runs out of memory, a moment before the
+                // OOM killer counts its kill: wait for the count (at most a second), so that the
+                // exit check does not report the same OOM again.
+                let Some(before) = this.seen_ooms(&key) else {
+                    break; // the init has exited: the task's OOMs are reported
+                };
+                let deadline = std::time::Instant::now() + OOM_KILL_WAIT;
+                let mut ooms = counter.read();
+                while ooms <= before && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    ooms = counter.read();
+                }
+                let mut table = this.table.lock().expect("tasks");
+                let new = match this.oom_seen.lock().expect("oom counters").get_mut(&key) {
+                    // a kill not yet reported, or an OOM that killed nothing
+                    Some(last) if ooms > *last || ooms <= before => {
+                        *last = (*last).max(ooms);
+                        true
+                    }
+                    Some(_) => false, // the exit check reported it first
+                    None => break,
+                };
+                if new {
+                    if let Err(e) = table.oom(ns, id) {
+                        log::debug!("task {id}: oom: {e}");
+                    }
+                    this.drain(&d, &mut table);
+                }
+            }
+        });
+    }
+
+    /// The OOM-kill count last reported for a task whose init runs.
+    fn seen_ooms(&self, key: &(String, String)) -> Option<u64> {
+        self.oom_seen
+            .lock()
+            .expect("oom counters")
+            .get(key)
+            .copied()
+    }
+
     /// Waits (on a thread) for a started process to exit and reports the exit.
     fn watch(self: &Arc<Self>, d: &Arc<Daemon>, ns: &str, id: &str, exec: &str) {
+        if exec.is_empty() {
+            self.watch_oom(d, ns, id);
+        }
         let (this, d, ns, id, exec) = (
             self.clone(),
             d.clone(),

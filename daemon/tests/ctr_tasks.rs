@@ -379,6 +379,72 @@ fn ctr_run_options() {
         oom.is_some() && oom < exit,
         "no /tasks/oom before the exit:\n{ev}"
     );
+    let reported = ev
+        .lines()
+        .filter(|l| l.contains("/tasks/oom") && l.contains("oom1"))
+        .count();
+    assert_eq!(reported, 1, "one OOM, reported once:\n{ev}");
+
+    // an OOM that the task survives (a child of its init is killed): /tasks/oom at once, not at
+    // the task's exit, as containerd reports it
+    let mut events = d.ctr_events();
+    let lines = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = events.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        rx
+    };
+    d.ctr_ok(&[
+        "run",
+        "-d",
+        "--memory-limit",
+        "16777216",
+        img,
+        "oom2",
+        "/bin/sh",
+        "-c",
+        "head -c 64m /dev/zero | sort > /dev/null; sleep 600",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("/tasks/oom") && l.contains("oom2"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!(
+                "no /tasks/oom for oom2 within 30 s:\n{}\n{}\n{}",
+                seen.join("\n"),
+                d.ctr_ok(&["tasks", "ls"]),
+                d.log()
+            ),
+        }
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("/tasks/exit") && l.contains("oom2")),
+        "{seen:?}"
+    );
+    let ls = d.ctr_ok(&["tasks", "ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("oom2 ") && l.contains("RUNNING")),
+        "the task survives its child's OOM:\n{ls}"
+    );
+    d.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", "oom2"]);
+    d.wait_stopped("oom2");
+    d.ctr_ok(&["tasks", "rm", "oom2"]);
+    d.ctr_ok(&["containers", "rm", "oom2"]);
+    let _ = events.kill();
+    let _ = events.wait();
 
     // -t: ctr needs a terminal of its own, which script(1) gives it
     common::require("script", "bsdutils");

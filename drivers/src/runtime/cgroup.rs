@@ -260,6 +260,56 @@ impl OomCounter {
     }
 }
 
+/// Live OOM notifications of a cgroup v1 memory controller: an eventfd registered for
+/// `memory.oom_control` through `cgroup.event_control`. The kernel signals it at each OOM in
+/// the cgroup, and once more when the cgroup is removed.
+pub struct OomEvents {
+    efd: std::os::fd::OwnedFd,
+    control: fs::File,
+    path: PathBuf,
+}
+
+impl OomEvents {
+    /// Blocks until the kernel signals: an OOM, or the cgroup's removal ([`OomEvents::gone`]
+    /// tells which). `false` if the eventfd cannot be read.
+    pub fn wait(&self) -> bool {
+        let mut buf = [0u8; 8];
+        loop {
+            match rustix::io::read(&self.efd, &mut buf) {
+                Ok(8) => return true,
+                Err(rustix::io::Errno::INTR) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Whether the cgroup registered for is gone (removed, perhaps made again under the same
+    /// name for a new task, which has new files).
+    pub fn gone(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.control.metadata(), fs::metadata(&self.path)) {
+            (Ok(held), Ok(now)) => (held.dev(), held.ino()) != (now.dev(), now.ino()),
+            _ => true,
+        }
+    }
+}
+
+/// Registers for the cgroup's OOM notifications; `None` without a v1 memory controller (on
+/// cgroup v2 an OOM is found when a process exits, by [`OomCounter`]).
+pub(crate) fn oom_events(m: &Membership) -> Option<OomEvents> {
+    use std::os::fd::AsRawFd;
+    let mem = dir(&hierarchies(), m, Some("memory"))?;
+    let path = mem.join("memory.oom_control");
+    let control = fs::File::open(&path).ok()?;
+    let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).ok()?;
+    let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+    if let Err(e) = fs::write(mem.join("cgroup.event_control"), line) {
+        log::debug!("{}: registering for OOM events: {e}", mem.display());
+        return None;
+    }
+    Some(OomEvents { efd, control, path })
+}
+
 /// The cgroup's OOM counter; `None` if the cgroup cannot be found.
 pub(crate) fn oom_counter(m: &Membership) -> Option<OomCounter> {
     let hs = hierarchies();

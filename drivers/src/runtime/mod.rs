@@ -61,7 +61,7 @@ use berth_shim::protocol::{
 };
 
 pub use berth_shim::protocol::{ErrorCode, ExitRecord, Stdio};
-pub use cgroup::{CpuUsage, MemoryUsage, Metrics, OomCounter, PidsUsage};
+pub use cgroup::{CpuUsage, MemoryUsage, Metrics, OomCounter, OomEvents, PidsUsage};
 pub use mounts::wait_unused;
 
 use client::{call, CallError};
@@ -1010,6 +1010,15 @@ impl Runtime {
             .ok()
             .and_then(|(m, _)| m)
             .and_then(|m| cgroup::oom_counter(&m))
+    }
+
+    /// Live OOM notifications of the container's cgroup (`None` where there are none: no cgroup
+    /// v1 memory controller, or no cgroup found).
+    pub fn oom_events(&self, namespace: &str, id: &str) -> Option<OomEvents> {
+        self.cgroup(namespace, id)
+            .ok()
+            .and_then(|(m, _)| m)
+            .and_then(|m| cgroup::oom_events(&m))
     }
 
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
