@@ -270,10 +270,7 @@ impl Tasks {
         // The cgroup is looked up on the thread: Start does not wait for it.
         std::thread::spawn(move || {
             let (ns, id) = (&key.0, &key.1);
-            let Some(events) = this.runtime.oom_events(ns, id) else {
-                return;
-            };
-            let Some(counter) = this.runtime.oom_counter(ns, id) else {
+            let Some((events, counter)) = this.runtime.oom_events(ns, id) else {
                 return;
             };
             this.oom_seen

@@ -1012,13 +1012,11 @@ impl Runtime {
             .and_then(|m| cgroup::oom_counter(&m))
     }
 
-    /// Live OOM notifications of the container's cgroup (`None` where there are none: no cgroup
-    /// v1 memory controller, or no cgroup found).
-    pub fn oom_events(&self, namespace: &str, id: &str) -> Option<OomEvents> {
-        self.cgroup(namespace, id)
-            .ok()
-            .and_then(|(m, _)| m)
-            .and_then(|m| cgroup::oom_events(&m))
+    /// Live OOM notifications of the container's cgroup, with its OOM-kill counter (`None`
+    /// where there are none: no cgroup v1 memory controller, or no cgroup found).
+    pub fn oom_events(&self, namespace: &str, id: &str) -> Option<(OomEvents, OomCounter)> {
+        let m = self.cgroup(namespace, id).ok()?.0?;
+        Some((cgroup::oom_events(&m)?, cgroup::oom_counter(&m)?))
     }
 
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
