@@ -18,7 +18,7 @@ use berth_core::task::{
     RuntimeCall, RuntimeFailure, TaskError, TaskTable, WaitId, WaitResult,
 };
 use berth_core::Instant;
-use berth_drivers::runtime::{self as rt, Runtime, RuntimeError};
+use berth_drivers::runtime::{self as rt, OomCounter, OomEvents, Runtime, RuntimeError};
 use tonic::Status;
 
 use crate::state::Daemon;
@@ -260,24 +260,24 @@ impl Tasks {
         }
     }
 
-    /// Reports the OOMs of a running task's cgroup as they happen (on a thread, where the
-    /// cgroup gives live notifications: cgroup v1), until its init exits or the cgroup goes.
-    /// An OOM is published once: this and the exit check of [`Tasks::watch`] share the count
-    /// last seen.
-    fn watch_oom(self: &Arc<Self>, d: &Arc<Daemon>, ns: &str, id: &str) {
-        let key = (ns.to_string(), id.to_string());
+    /// Reports the OOMs of a running task's cgroup as they happen, on a thread, until its init
+    /// exits or the cgroup goes. An OOM is published once: this and the exit check of
+    /// [`Tasks::watch`] share the count last reported.
+    fn watch_oom(
+        self: &Arc<Self>,
+        d: &Arc<Daemon>,
+        key: (String, String),
+        events: OomEvents,
+        counter: OomCounter,
+    ) {
+        self.oom_seen
+            .lock()
+            .expect("oom counters")
+            .entry(key.clone())
+            .or_insert(0);
         let (this, d) = (self.clone(), d.clone());
-        // The cgroup is looked up on the thread: Start does not wait for it.
         std::thread::spawn(move || {
             let (ns, id) = (&key.0, &key.1);
-            let Some((events, counter)) = this.runtime.oom_events(ns, id) else {
-                return;
-            };
-            this.oom_seen
-                .lock()
-                .expect("oom counters")
-                .entry(key.clone())
-                .or_insert(0);
             while events.wait() && !events.gone() {
                 // The kernel signals when the cgroup runs out of memory, a moment before the
                 // OOM killer counts its kill: wait for the count (at most a second), so that the
@@ -322,9 +322,6 @@ impl Tasks {
 
     /// Waits (on a thread) for a started process to exit and reports the exit.
     fn watch(self: &Arc<Self>, d: &Arc<Daemon>, ns: &str, id: &str, exec: &str) {
-        if exec.is_empty() {
-            self.watch_oom(d, ns, id);
-        }
         let (this, d, ns, id, exec) = (
             self.clone(),
             d.clone(),
@@ -334,8 +331,18 @@ impl Tasks {
         );
         std::thread::spawn(move || {
             // An exit may be the OOM killer's: its counter went up since the last look. The
-            // counter is found while the process runs, so that its exit costs one read.
-            let counter = this.runtime.oom_counter(&ns, &id);
+            // counter is found while the process runs, so that its exit costs one read. Where
+            // the init's cgroup also tells of OOMs as they happen (cgroup v1), a thread of
+            // their own reports them.
+            let counter = if exec.is_empty() {
+                let (counter, events) = this.runtime.oom_watch(&ns, &id);
+                if let (Some(c), Some(events)) = (&counter, events) {
+                    this.watch_oom(&d, (ns.clone(), id.clone()), events, c.clone());
+                }
+                counter
+            } else {
+                this.runtime.oom_counter(&ns, &id)
+            };
             let result = this.runtime.wait(&ns, &id, &exec);
             let ooms = counter.map_or(0, |c| c.read());
             let mut table = this.table.lock().expect("tasks");

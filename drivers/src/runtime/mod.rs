@@ -1012,11 +1012,13 @@ impl Runtime {
             .and_then(|m| cgroup::oom_counter(&m))
     }
 
-    /// Live OOM notifications of the container's cgroup, with its OOM-kill counter (`None`
-    /// where there are none: no cgroup v1 memory controller, or no cgroup found).
-    pub fn oom_events(&self, namespace: &str, id: &str) -> Option<(OomEvents, OomCounter)> {
-        let m = self.cgroup(namespace, id).ok()?.0?;
-        Some((cgroup::oom_events(&m)?, cgroup::oom_counter(&m)?))
+    /// [`Runtime::oom_counter`], and the cgroup's live OOM notifications where it gives them
+    /// (a cgroup v1 memory controller), from one look-up of the cgroup.
+    pub fn oom_watch(&self, namespace: &str, id: &str) -> (Option<OomCounter>, Option<OomEvents>) {
+        match self.cgroup(namespace, id).ok().and_then(|(m, _)| m) {
+            Some(m) => (cgroup::oom_counter(&m), cgroup::oom_events(&m)),
+            None => (None, None),
+        }
     }
 
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
