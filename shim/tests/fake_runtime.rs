@@ -122,6 +122,16 @@ fn exited(r: Reply) -> ExitRecord {
     }
 }
 
+/// Starts exec `id` and waits for its exit: its pid and exit record.
+fn start_and_wait(b: &Bundle, id: &str) -> (u32, ExitRecord) {
+    let started = call(b, &Request::Start { exec_id: id.into() });
+    let Reply::Started { pid } = started else {
+        panic!("starting {id}: {started:?}")
+    };
+    let rec = exited(call(b, &Request::Wait { exec_id: id.into() }));
+    (pid, rec)
+}
+
 fn mkfifo(p: &Path) {
     rustix::fs::mkfifoat(rustix::fs::CWD, p, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
 }
@@ -234,21 +244,7 @@ fn lifecycle_through_the_socket() {
             ..
         }
     ));
-    let started = call(
-        &b,
-        &Request::Start {
-            exec_id: "e1".into(),
-        },
-    );
-    let Reply::Started { pid: e1 } = started else {
-        panic!("starting e1: {started:?}")
-    };
-    let rec = exited(call(
-        &b,
-        &Request::Wait {
-            exec_id: "e1".into(),
-        },
-    ));
+    let (e1, rec) = start_and_wait(&b, "e1");
     assert_eq!((rec.pid, rec.status), (e1, 7));
     let on_disk: ExitRecord =
         serde_json::from_slice(&fs::read(b.dir.join("exit/e1")).unwrap()).unwrap();
@@ -313,21 +309,7 @@ fn lifecycle_through_the_socket() {
     fs::write(b.dir.join("execs/e3.sh"), "exit 5\n").unwrap();
     fs::write(b.dir.join("execs/e3.reaped"), "").unwrap();
     assert_eq!(call(&b, &add("e3")), Reply::Ok);
-    let started = call(
-        &b,
-        &Request::Start {
-            exec_id: "e3".into(),
-        },
-    );
-    let Reply::Started { pid: e3 } = started else {
-        panic!("starting e3: {started:?}")
-    };
-    let rec = exited(call(
-        &b,
-        &Request::Wait {
-            exec_id: "e3".into(),
-        },
-    ));
+    let (e3, rec) = start_and_wait(&b, "e3");
     assert_eq!((rec.pid, rec.status), (e3, 255));
 
     // The init exits: recorded, the early waiter answered, stdout closed, the shim gone.
