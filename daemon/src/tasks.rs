@@ -334,15 +334,12 @@ impl Tasks {
             // counter is found while the process runs, so that its exit costs one read. Where
             // the init's cgroup also tells of OOMs as they happen (cgroup v1), a thread of
             // their own reports them.
-            let counter = if exec.is_empty() {
-                let (counter, events) = this.runtime.oom_watch(&ns, &id);
-                if let (Some(c), Some(events)) = (&counter, events) {
+            let counter = this.runtime.oom_counter(&ns, &id);
+            if let (true, Some(c)) = (exec.is_empty(), &counter) {
+                if let Some(events) = c.events() {
                     this.watch_oom(&d, (ns.clone(), id.clone()), events, c.clone());
                 }
-                counter
-            } else {
-                this.runtime.oom_counter(&ns, &id)
-            };
+            }
             let result = this.runtime.wait(&ns, &id, &exec);
             let ooms = counter.map_or(0, |c| c.read());
             let mut table = this.table.lock().expect("tasks");

@@ -24,9 +24,10 @@
 //!
 //! ## Start-up handshake
 //!
-//! `berth-shim start <bundle>` forks and exits at once; the daemonised copy creates the container and writes a single [`Reply`] line
-//! (`started` with the init's pid, or `error`) to the stdout it inherited, then points its
-//! stdout at `/dev/null`. By then `shim.sock` is listening.
+//! `berth-shim start <bundle>` forks and exits at once; the daemonised copy creates the
+//! container and writes a single [`Reply`] line (`started` with the init's pid, or `error`)
+//! to the stdout it inherited, then points its stdout at `/dev/null`. By then `shim.sock` is
+//! listening.
 
 use serde::{Deserialize, Serialize};
 

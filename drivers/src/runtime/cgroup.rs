@@ -258,6 +258,29 @@ impl OomCounter {
     pub fn read(&self) -> u64 {
         get(&keyed(&self.0), "oom_kill")
     }
+
+    /// Registers for the cgroup's OOM notifications; `None` unless the counter is a v1
+    /// memory controller's `memory.oom_control` (on cgroup v2 an OOM is found when a process
+    /// exits, by reading the counter).
+    pub fn events(&self) -> Option<OomEvents> {
+        use std::os::fd::AsRawFd;
+        if self.0.file_name()? != "memory.oom_control" {
+            return None;
+        }
+        let control = fs::File::open(&self.0).ok()?;
+        let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).ok()?;
+        let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+        let register = self.0.with_file_name("cgroup.event_control");
+        if let Err(e) = fs::write(&register, line) {
+            log::debug!("{}: registering for OOM events: {e}", register.display());
+            return None;
+        }
+        Some(OomEvents {
+            efd,
+            control,
+            path: self.0.clone(),
+        })
+    }
 }
 
 /// Live OOM notifications of a cgroup v1 memory controller: an eventfd registered for
@@ -292,22 +315,6 @@ impl OomEvents {
             _ => true,
         }
     }
-}
-
-/// Registers for the cgroup's OOM notifications; `None` without a v1 memory controller (on
-/// cgroup v2 an OOM is found when a process exits, by [`OomCounter`]).
-pub(crate) fn oom_events(m: &Membership) -> Option<OomEvents> {
-    use std::os::fd::AsRawFd;
-    let mem = dir(&hierarchies(), m, Some("memory"))?;
-    let path = mem.join("memory.oom_control");
-    let control = fs::File::open(&path).ok()?;
-    let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).ok()?;
-    let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
-    if let Err(e) = fs::write(mem.join("cgroup.event_control"), line) {
-        log::debug!("{}: registering for OOM events: {e}", mem.display());
-        return None;
-    }
-    Some(OomEvents { efd, control, path })
 }
 
 /// The cgroup's OOM counter; `None` if the cgroup cannot be found.

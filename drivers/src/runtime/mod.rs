@@ -1012,15 +1012,6 @@ impl Runtime {
             .and_then(|m| cgroup::oom_counter(&m))
     }
 
-    /// [`Runtime::oom_counter`], and the cgroup's live OOM notifications where it gives them
-    /// (a cgroup v1 memory controller), from one look-up of the cgroup.
-    pub fn oom_watch(&self, namespace: &str, id: &str) -> (Option<OomCounter>, Option<OomEvents>) {
-        match self.cgroup(namespace, id).ok().and_then(|(m, _)| m) {
-            Some(m) => (cgroup::oom_counter(&m), cgroup::oom_events(&m)),
-            None => (None, None),
-        }
-    }
-
     /// Deletes the task: the container in the runtime (`runc delete --force`, which kills a
     /// created init; for a stopped runc container berth removes its cgroups and state itself,
     /// saving a runc start), the shim, the rootfs mounts and the bundle. A running task needs
@@ -1099,6 +1090,7 @@ impl Runtime {
     /// exits of tasks whose shim finished while berthd was down come from their records.
     pub fn recover(&self) -> Result<Recovery, RuntimeError> {
         let mut out = Recovery::default();
+        sweep_deleted(&self.config.state);
         let namespaces = match fs::read_dir(&self.config.state) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -1125,15 +1117,11 @@ impl Runtime {
             let Ok(entries) = fs::read_dir(&ns_dir) else {
                 continue;
             };
-            let names: Vec<String> = entries
+            let mut ids: Vec<String> = entries
                 .flatten()
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|id| valid_id(id))
                 .collect();
-            for deleted in names.iter().filter(|n| n.starts_with(DELETED_PREFIX)) {
-                // a bundle deleted just before a crash
-                let _ = unmount_and_remove(&ns_dir.join(deleted));
-            }
-            let mut ids: Vec<String> = names.into_iter().filter(|id| valid_id(id)).collect();
             ids.sort();
             for id in ids {
                 let bundle = ns_dir.join(&id);
@@ -1320,7 +1308,8 @@ fn unmount_and_remove(trash: &Path) -> bool {
 
 /// Finishes the deleted bundles a crash left under the task state directory `state`:
 /// unmounts their root filesystems and removes them. Run before anything else at start-up
-/// (before the snapshotters remove their own leftovers, which may be such a root).
+/// (before the snapshotters remove their own leftovers, which may be such a root), and by
+/// [`Runtime::recover`] (where nothing is left then, unless the caller skipped the first).
 pub fn sweep_deleted(state: &Path) {
     for ns_dir in fs::read_dir(state).into_iter().flatten().flatten() {
         for e in fs::read_dir(ns_dir.path()).into_iter().flatten().flatten() {
