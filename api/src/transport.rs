@@ -71,6 +71,7 @@ pub const CONNECTION_WINDOW: u32 = 4 << 20;
 #[derive(Default)]
 pub struct Router {
     services: HashMap<&'static str, Handler>,
+    done: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Router {
@@ -104,8 +105,32 @@ impl Router {
         self
     }
 
+    /// Calls `f` each time a request has been answered (its response headers are ready; a
+    /// streamed body may still be flowing) and each time a client's connection has ended: the
+    /// moments after which the server may have freed what a request used.
+    #[must_use]
+    pub fn on_done(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.done = Some(Arc::new(f));
+        self
+    }
+
     /// Dispatches one request; an unknown service answers `Unimplemented`.
     pub fn call(&self, req: http::Request<Incoming>) -> BoxFuture<http::Response<Body>> {
+        let fut = self.dispatch(req);
+        match &self.done {
+            None => fut,
+            Some(f) => {
+                let f = f.clone();
+                Box::pin(async move {
+                    let resp = fut.await;
+                    f();
+                    resp
+                })
+            }
+        }
+    }
+
+    fn dispatch(&self, req: http::Request<Incoming>) -> BoxFuture<http::Response<Body>> {
         let service = req
             .uri()
             .path()
@@ -159,7 +184,7 @@ pub async fn serve(listener: Async<UnixListener>, router: Arc<Router>) -> io::Re
             }
             Err(e) => return Err(e),
         };
-        let router = router.clone();
+        let (router, done) = (router.clone(), router.done.clone());
         smol::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let fut = router.call(req);
@@ -175,6 +200,9 @@ pub async fn serve(listener: Async<UnixListener>, router: Arc<Router>) -> io::Re
             if let Err(e) = conn.await {
                 // clients such as ctr hang up without GOAWAY: that is normal
                 log::debug!("connection ended: {e}");
+            }
+            if let Some(f) = done {
+                f();
             }
         })
         .detach();

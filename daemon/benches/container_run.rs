@@ -21,10 +21,8 @@
 //! pid, leftover containers `runc delete -f`'d, mounts under that directory unmounted).
 //!
 //! Needs root, runc, containerd 1.6 (`containerd`, `ctr`, `containerd-shim-runc-v2`),
-//! docker-registry, busybox-static, and the release binaries: `cargo build --release -p berthd
-//! -p berth` and the statically linked shim, `cargo rustc --release -p berth-shim --bin
-//! berth-shim -- -C target-feature=+crt-static`. Without them it says what is missing and
-//! measures nothing. Until `berth run` exists, its rows say so and the rest is measured.
+//! docker-registry, busybox-static, and the binaries as shipped in `target/dist`
+//! (`scripts/build-release.sh`). Without them it says what is missing and measures nothing. Until `berth run` exists, its rows say so and the rest is measured.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,7 +33,7 @@ mod registry;
 #[path = "util/mod.rs"]
 mod util;
 use registry::{push_image, Registry};
-use util::{median, sh, Daemon};
+use util::{median, sh, shipped, Daemon};
 
 /// The namespace both daemons run in (also the parent of ctr's cgroups, `/<ns>/<id>`).
 const NS: &str = "berth-bench-run";
@@ -436,31 +434,22 @@ fn main() {
     if !Path::new("/bin/busybox").exists() {
         return skip("/bin/busybox missing: apt-get install busybox-static".into());
     }
-    let target = std::env::current_exe().unwrap();
-    let bin_dir = target.parent().unwrap().parent().unwrap().to_path_buf();
-    let (berthd, cli, shim) = (
-        bin_dir.join("berthd"),
-        bin_dir.join("berth"),
-        bin_dir.join("berth-shim"),
-    );
-    if !(berthd.exists() && cli.exists()) {
-        return skip(format!(
-            "no {} or {}: cargo build --release -p berthd -p berth",
-            berthd.display(),
-            cli.display()
-        ));
-    }
-    const SHIM_BUILD: &str =
-        "cargo rustc --release -p berth-shim --bin berth-shim -- -C target-feature=+crt-static";
-    if !shim.exists() {
-        return skip(format!("no {}: {SHIM_BUILD}", shim.display()));
-    }
-    let shim_static = sh(&format!("file -L {}", shim.display())).contains("static");
-    if !shim_static {
-        println!(
-            "warning: {} is dynamically linked; its RSS counts glibc's pages. Build it as shipped: {SHIM_BUILD}",
-            shim.display()
-        );
+    let (berthd, cli, shim) = match (shipped("berthd"), shipped("berth"), shipped("berth-shim")) {
+        (Ok(d), Ok(c), Ok(s)) => (d, c, s),
+        (d, c, s) => {
+            let why: Vec<String> = [d, c, s].into_iter().filter_map(Result::err).collect();
+            return skip(why.join("; "));
+        }
+    };
+    let is_static = |bin: &Path| sh(&format!("file -L {}", bin.display())).contains("static");
+    let shim_static = is_static(&shim);
+    for bin in [&berthd, &shim] {
+        if !is_static(bin) {
+            println!(
+                "warning: {} is dynamically linked; its RSS counts glibc's pages. Build it as shipped: scripts/build-release.sh",
+                bin.display()
+            );
+        }
     }
     let berth_run = Command::new(&cli)
         .args(["run", "--help"])

@@ -3,7 +3,7 @@
 //! `berth content ingest`. Prints medians of N runs (default 5; env BENCH_RUNS) and ratios.
 //!
 //! Needs the peer harness (`../shared/peer/setup.sh`, run here if containerd is not up) and the
-//! release `berth` binary (`cargo build --release -p berth`). Every daemon root is fresh; the input
+//! shipped `berth` binary (`scripts/build-release.sh`). Every daemon root is fresh; the input
 //! file lives on tmpfs so reading it costs the same for everyone.
 
 use std::path::{Path, PathBuf};
@@ -85,13 +85,7 @@ fn main() {
         );
         sh(&format!("{}/setup.sh >/dev/null", peer.display()));
     }
-    let berth_cli = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("berth");
+    let berth_cli = util::dist_dir().join("berth");
     let base = PathBuf::from(format!("/var/tmp/berth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
     let input = PathBuf::from(format!("/dev/shm/berth-bench-{}.bin", std::process::id()));
@@ -221,7 +215,7 @@ fn main() {
         medians[0] / medians[1]
     );
     if !berth_cli.exists() {
-        println!("(berth content ingest skipped: build it with `cargo build --release -p berth`)");
+        println!("(berth content ingest skipped: build it with scripts/build-release.sh)");
     }
     let _ = std::fs::remove_file(&input);
     let _ = std::fs::remove_dir_all(&base);

@@ -15,7 +15,7 @@
 //! started privately on it for each measurement, exactly as berthd is.
 //!
 //! Needs root, the peer registry and images (`../shared/peer/setup.sh`, `images.sh`, run here
-//! if needed) and release binaries (`cargo build --release -p berth -p berthd`).
+//! if needed) and the binaries as shipped in `target/dist` (`scripts/build-release.sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,7 +23,7 @@ use std::time::Instant;
 
 #[path = "util/mod.rs"]
 mod util;
-use util::{median, sh};
+use util::{median, sh, shipped};
 
 const REG: &str = "127.0.0.1:5000";
 
@@ -141,14 +141,8 @@ fn main() {
             sh(&format!("{}/images.sh >/dev/null", peer.display()));
         }
     }
-    let target = std::env::current_exe().unwrap();
-    let bin_dir = target.parent().unwrap().parent().unwrap();
-    let berthd = bin_dir.join("berthd");
-    let cli = bin_dir.join("berth");
-    assert!(
-        cli.exists() && berthd.exists(),
-        "build first: cargo build --release -p berth -p berthd"
-    );
+    let berthd = shipped("berthd").unwrap_or_else(|e| panic!("{e}"));
+    let cli = shipped("berth").unwrap_or_else(|e| panic!("{e}"));
     let base = PathBuf::from(format!("/var/tmp/berth-image-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
     let mf = format!("{REG}/many-files:latest");

@@ -1,21 +1,18 @@
 //! berthd: berth's daemon. Serves containerd's gRPC API on a UNIX socket.
 
-/// mimalloc instead of glibc's malloc: content streams allocate and free megabyte buffers at a
-/// high rate, which glibc serves with fresh mmaps (page faults and zeroing on every message).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod archive_io;
 mod blobs;
 mod config;
 mod errors;
 mod events;
 mod gc;
+mod idle;
 mod pull;
 mod push;
 mod snapshots;
 mod state;
 mod svc;
+mod sys;
 mod task_events;
 mod tasks;
 
@@ -155,12 +152,15 @@ fn run(cfg: Config) -> Result<(), String> {
         cfg.state.display(),
         daemon.exec.name()
     );
-    let router = Arc::new(svc::router(daemon));
+    let trim = idle::spawn_trimmer().map_err(|e| format!("starting the idle trimmer: {e}"))?;
+    let router = Arc::new(svc::router(daemon).on_done(trim));
     smol::block_on(berth_api::transport::serve(listener, router))
         .map_err(|e| format!("serving: {e}"))
 }
 
 fn main() {
+    // Before any thread exists (see sys::malloc_one_arena).
+    sys::malloc_one_arena();
     // smol's global executor runs one thread unless told otherwise. berthd wants one per core
     // (at least two): an ingest's worker hashes a chunk while the connection task receives the
     // next. Set before anything touches the executor; an explicit SMOL_THREADS wins.

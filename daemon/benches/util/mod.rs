@@ -19,6 +19,34 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Where `scripts/build-release.sh` puts the binaries as shipped (release profile, statically
+/// linked): `target/dist`. Not `target/release`: `cargo bench` builds berthd's own binary there in
+/// the bench profile, dynamically linked, over the shipped one.
+pub fn dist_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/release/deps/<bench> -> target/dist
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("dist")
+}
+
+/// The shipped binary `name`, or why it is missing.
+pub fn shipped(name: &str) -> Result<PathBuf, String> {
+    let p = dist_dir().join(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "no {}: build it with scripts/build-release.sh",
+            p.display()
+        ))
+    }
+}
+
 /// Runs `cmd` with `sh -c`, failing the bench if it fails; its stdout.
 pub fn sh(cmd: &str) -> String {
     let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
