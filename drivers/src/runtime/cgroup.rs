@@ -60,16 +60,17 @@ pub struct Metrics {
 }
 
 /// A mounted cgroup hierarchy.
-struct Hierarchy {
+pub(super) struct Hierarchy {
     /// v1 controllers (empty for v2).
-    controllers: Vec<String>,
+    pub(super) controllers: Vec<String>,
     /// The cgroup path that is mounted (`root` in mountinfo).
-    root: String,
-    mount_point: PathBuf,
-    v2: bool,
+    pub(super) root: String,
+    pub(super) mount_point: PathBuf,
+    pub(super) v2: bool,
 }
 
-fn hierarchies() -> Vec<Hierarchy> {
+/// The cgroup hierarchies mounted in this process's mount namespace.
+pub(super) fn hierarchies() -> Vec<Hierarchy> {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };

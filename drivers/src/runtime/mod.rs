@@ -46,6 +46,7 @@ mod cgroup;
 mod client;
 mod mounts;
 mod runc;
+mod warm;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -506,6 +507,8 @@ impl Runtime {
     pub fn create(&self, task: CreateTask) -> Result<Created, RuntimeError> {
         check_id("namespace", &task.namespace)?;
         check_id("container id", &task.id)?;
+        // runc will move the init into its cgroup in ~10 ms: start the grace period now.
+        warm::before_migration();
         let ns_dir = self.config.state.join(&task.namespace);
         if self.config.runtime_root.starts_with(&ns_dir) {
             return Err(RuntimeError::InvalidArgument(format!(
@@ -645,6 +648,10 @@ impl Runtime {
     /// Starts the init (empty `exec_id`) or an exec process; returns its pid.
     pub fn start(&self, namespace: &str, id: &str, exec_id: &str) -> Result<u32, RuntimeError> {
         let (bundle, _) = self.task(namespace, id)?;
+        if !exec_id.is_empty() {
+            // `runc exec` moves the process into the container's cgroup (see `warm`).
+            warm::before_migration();
+        }
         let req = Request::Start {
             exec_id: exec_id.into(),
         };
