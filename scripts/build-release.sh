@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 for bin in berthd:berthd berth:berth berth-shim:berth-shim; do
   cargo rustc --release -p "${bin%%:*}" --bin "${bin##*:}" -- -C target-feature=+crt-static
 done
-mkdir -p target/dist
+T=${CARGO_TARGET_DIR:-target}
+mkdir -p "$T/dist"
 for bin in berthd berth berth-shim; do
-  cp -f "target/release/$bin" "target/dist/$bin.tmp" && mv -f "target/dist/$bin.tmp" "target/dist/$bin"
+  cp -f "$T/release/$bin" "$T/dist/$bin.tmp" && mv -f "$T/dist/$bin.tmp" "$T/dist/$bin"
 done

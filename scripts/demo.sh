@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
 # berthd, berth and berth-shim (one per container) as shipped: size-optimised, statically linked
 scripts/build-release.sh
-BIN=$PWD/target/dist
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/dist
 WORK=$(mktemp -d /tmp/berth-demo.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
