@@ -160,7 +160,7 @@ fn run(cfg: Config) -> Result<(), String> {
 
 fn main() {
     // Before any thread exists (see sys::malloc_one_arena).
-    sys::malloc_one_arena();
+    let one_arena = sys::malloc_one_arena();
     // smol's global executor runs one thread unless told otherwise. berthd wants one per core
     // (at least two): an ingest's worker hashes a chunk while the connection task receives the
     // next. Set before anything touches the executor; an explicit SMOL_THREADS wins.
@@ -179,6 +179,9 @@ fn main() {
     let logger = Box::leak(Box::new(Logger(cfg.log_level)));
     let _ = log::set_logger(logger);
     log::set_max_level(cfg.log_level);
+    if !one_arena {
+        log::debug!("the allocator kept its per-thread arenas (not glibc, or mallopt refused)");
+    }
     if let Err(e) = run(cfg) {
         log::error!("{e}");
         eprintln!("berthd: {e}");

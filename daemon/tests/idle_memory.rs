@@ -52,9 +52,10 @@ fn idle_berthd_returns_the_buffers_of_an_ingest() {
     );
 
     // Once quiet (the trim comes 0.5 s after the last answer or hang-up), berthd's anonymous
-    // memory is back near where it was: allocator pages freed, not merely free.
+    // memory is back near where it was: allocator pages freed, not merely free. Measured:
+    // +0.1 MiB; +1.4-2.4 MiB with the trim disabled.
     std::thread::sleep(Duration::from_millis(1500));
-    let (now, limit) = (rss_anon(d.pid()), before + (1 << 20));
+    let (now, limit) = (rss_anon(d.pid()), before + (768 << 10));
     assert!(
         now <= limit,
         "RssAnon {} KiB after the ingest, {} KiB before it",
