@@ -22,7 +22,8 @@
 //!
 //! Needs root, runc, containerd 1.6 (`containerd`, `ctr`, `containerd-shim-runc-v2`),
 //! docker-registry, busybox-static, and the binaries as shipped in `target/dist`
-//! (`scripts/build-release.sh`). Without them it says what is missing and measures nothing. Until `berth run` exists, its rows say so and the rest is measured.
+//! (`scripts/build-release.sh`). Without them it says what is missing and measures nothing.
+//! Until `berth run` exists, its rows say so and the rest is measured.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -443,8 +444,8 @@ fn main() {
     };
     let is_static = |bin: &Path| sh(&format!("file -L {}", bin.display())).contains("static");
     let shim_static = is_static(&shim);
-    for bin in [&berthd, &shim] {
-        if !is_static(bin) {
+    for (bin, linked_static) in [(&berthd, is_static(&berthd)), (&shim, shim_static)] {
+        if !linked_static {
             println!(
                 "warning: {} is dynamically linked; its RSS counts glibc's pages. Build it as shipped: scripts/build-release.sh",
                 bin.display()

@@ -12,9 +12,9 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// How long berthd waits without activity before it trims.
-pub(crate) const IDLE_AFTER: Duration = Duration::from_millis(500);
+const IDLE_AFTER: Duration = Duration::from_millis(500);
 /// How long after that first trim it trims again, if still quiet.
-pub(crate) const LATE_AFTER: Duration = Duration::from_secs(5);
+const LATE_AFTER: Duration = Duration::from_secs(5);
 
 /// Starts the trimming thread; the returned function tells it a request was answered or a
 /// connection ended.

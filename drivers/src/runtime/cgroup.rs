@@ -133,18 +133,18 @@ pub(crate) fn membership(cgroups_path: Option<&str>, pid: u32) -> Option<Members
         return None;
     }
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let lines = text
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            Some((
-                it.next()?.to_string(),
-                it.next()?.to_string(),
-                it.next()?.to_string(),
-            ))
-        })
+    let lines = proc_cgroup_lines(&text)
+        .map(|(h, c, p)| (h.to_string(), c.to_string(), p.to_string()))
         .collect();
     Some(Membership::Proc(lines))
+}
+
+/// The lines of a `/proc/<pid>/cgroup` text: (hierarchy id, controllers, cgroup path).
+pub(super) fn proc_cgroup_lines(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    text.lines().filter_map(|l| {
+        let mut it = l.splitn(3, ':');
+        Some((it.next()?, it.next()?, it.next()?))
+    })
 }
 
 /// The directory of `controller`'s cgroup (`None` for v2's unified directory).

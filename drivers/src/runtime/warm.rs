@@ -20,12 +20,12 @@ use std::fs;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use super::cgroup::{hierarchies, Hierarchy};
+use super::cgroup::{hierarchies, proc_cgroup_lines, Hierarchy};
 
 /// The warming thread's inbox; `None` if the thread could not be started.
-static WARMER: OnceLock<Option<Mutex<Sender<()>>>> = OnceLock::new();
+static WARMER: OnceLock<Option<Sender<()>>> = OnceLock::new();
 
 /// Starts a no-op cgroup migration on a background thread, so that a container process moved
 /// into its cgroup within the next ~20 ms does not wait for a grace period. Returns at once.
@@ -37,13 +37,11 @@ pub(crate) fn before_migration() {
             .stack_size(64 << 10)
             .spawn(move || warm_on_request(&rx))
             .ok()?;
-        Some(Mutex::new(tx))
+        Some(tx)
     });
     if let Some(tx) = warmer {
-        if let Ok(tx) = tx.lock() {
-            // Fails only once the thread has stopped warming: nothing to do then.
-            let _ = tx.send(());
-        }
+        // Fails only once the thread has stopped warming: nothing to do then.
+        let _ = tx.send(());
     }
 }
 
@@ -100,11 +98,7 @@ fn migrate_self(procs: &Path) -> std::io::Result<()> {
 fn procs_files(own: &str, hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
     let mut v1 = Vec::new();
     let mut v2 = Vec::new();
-    for line in own.lines() {
-        let mut it = line.splitn(3, ':');
-        let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else {
-            continue;
-        };
+    for (_, ctrls, path) in proc_cgroup_lines(own) {
         let h = hierarchies.iter().find(|h| {
             if ctrls.is_empty() {
                 h.v2
